@@ -1,0 +1,595 @@
+"""An incremental reader that splits model output into content and tool calls.
+
+`MarkupStream` is a recursive-descent parser over text that grows: it is written as generators
+that `yield` whenever they need more characters, so the parse of a half-written call simply
+pauses and resumes when the next delta arrives. Each character is looked at a bounded number of
+times, so cost is linear in output length whatever the delta sizes, and because the parser only
+decides once the text makes a decision certain, every chunking yields the same result.
+
+A call is *committed* once its name has been read (and checked); before that, text that does
+not fit the format is released as content. After commit the call stays a call: its arguments
+stream as they arrive, and a truncated output leaves truncated arguments, as OpenAI does.
+"""
+
+import ast
+import json
+import logging
+import math
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+
+import regex
+
+from callm.tool_parsers.formats import JsonObject, NameThenJson, PythonicCall, ToolCallFormat
+
+logger = logging.getLogger(__name__)
+
+_WS = regex.compile(r"\s*")
+_JSON_STRUCTURE = regex.compile(r'["{}\[\]]')
+_JSON_STRING_SPECIAL = regex.compile(r'["\\]')
+_JSON_SCALAR_END = regex.compile(r"[\s,\]}]")
+_PY_STRUCTURE = regex.compile(r"""['"()\[\]{},]""")
+_PY_NAME = regex.compile(r"[A-Za-z_][\w.]*")
+_PY_KEYWORD = regex.compile(r"[A-Za-z_]\w*")
+_CALL_ID = regex.compile(r"[A-Za-z0-9_\-]+")
+_CLOSING_JUNK = r"[\s\]}]*"
+
+
+class _NoMatch(Exception):
+    """The text does not fit what the parser expected here."""
+
+
+class _EndOfText(Exception):
+    """The output ended while more text was needed."""
+
+
+@dataclass
+class Content:
+    text: str
+
+
+@dataclass
+class CallStart:
+    index: int
+    id: str
+    name: str
+
+
+@dataclass
+class Arguments:
+    index: int
+    text: str
+
+
+Event = Content | CallStart | Arguments
+Parse = Generator[None, None, object]
+
+
+class MarkupStream:
+    """Parses one model output, fed as the text so far; yields events for what became certain."""
+
+    def __init__(self, formats: Sequence[ToolCallFormat], tool_names: Sequence[str],
+                 new_call_id: Callable[[], str]):
+        self.tool_names = frozenset(tool_names)
+        # Bare variants that need a known tool name can never match without tools: skip them so
+        # ordinary text is not held back waiting for them.
+        self.formats = [f for f in formats if not f.known_names_only or self.tool_names]
+        self._openers = [regex.compile(f.opener_pattern()) for f in self.formats]
+        self._any_opener = regex.compile("|".join(f"(?:{p.pattern})" for p in self._openers))
+        self._new_call_id = new_call_id
+        self.text = ""
+        self.pos = 0
+        self.eof = False
+        self.num_calls = 0
+        self._calls_with_args: set[int] = set()
+        self._events: list[Event] = []
+        self._pending_space = ""
+        self._broken = False
+        self._parse = self._document()
+
+    # ----- driving -----
+
+    def feed(self, text_so_far: str) -> list[Event]:
+        """Advance with the whole output so far (it must extend what was fed before)."""
+        self.text = text_so_far
+        return self._advance()
+
+    def finish(self) -> list[Event]:
+        """The output is complete: decide everything still pending."""
+        self.eof = True
+        events = self._advance()
+        for index in range(self.num_calls):
+            if index not in self._calls_with_args:  # name seen but no arguments: none given
+                self._calls_with_args.add(index)
+                events.append(Arguments(index, "{}"))
+        return events
+
+    def _advance(self) -> list[Event]:
+        if self._broken:
+            self._emit_content(self.text[self.pos:])
+            self.pos = len(self.text)
+        else:
+            try:
+                next(self._parse)
+            except StopIteration:
+                pass
+            except Exception:  # a parser bug must not take the request down: degrade to text
+                logger.exception("tool-call parsing failed; passing the rest through as content")
+                self._broken = True
+                return self._advance()
+        if self.eof:
+            self._pending_space = ""
+        events, self._events = self._events, []
+        return events
+
+    # ----- output -----
+
+    def _emit_content(self, text: str) -> None:
+        """Whitespace waits for the next real content, so runs of it between or after calls
+        never become content of their own."""
+        text = self._pending_space + text
+        kept = text.rstrip()
+        self._pending_space = text[len(kept):]
+        if kept:
+            self._events.append(Content(kept))
+
+    def _begin_call(self, name: str, call_id: str | None = None) -> None:
+        self._events.append(CallStart(self.num_calls, call_id or self._new_call_id(), name))
+        self.num_calls += 1
+
+    def _emit_arguments(self, text: str) -> None:
+        if text:
+            self._calls_with_args.add(self.num_calls - 1)
+            self._events.append(Arguments(self.num_calls - 1, text))
+
+    # ----- document level -----
+
+    def _document(self) -> Parse:
+        while True:
+            opener = yield from self._content_until_opener()
+            if opener is None:
+                return
+            start = self.pos
+            for fmt, pattern in zip(self.formats, self._openers):
+                m = pattern.match(self.text, start)
+                if m is None:
+                    continue
+                self.pos = m.end()
+                if (yield from self._attempt(fmt, opened_by_call=m.group() == fmt.call_start)):
+                    break
+                self.pos = start
+            else:  # no format fits here: the opener was ordinary text
+                self._emit_content(self.text[start])
+                self.pos = start + 1
+
+    def _content_until_opener(self) -> Parse:
+        """Release content up to the next place markup may begin; hold back a possible marker
+        prefix at the end until it either completes or cannot."""
+        while True:
+            text = self.text
+            m = self._any_opener.search(text, self.pos)
+            if m is not None:
+                self._emit_content(text[self.pos:m.start()])
+                self.pos = m.start()
+                return m
+            hold = len(text)
+            if not self.eof:
+                partial = self._any_opener.search(text, self.pos, partial=True)
+                if partial is not None:
+                    hold = partial.start()
+            self._emit_content(text[self.pos:hold])
+            self.pos = hold
+            if self.eof:
+                return None
+            yield
+
+    def _attempt(self, fmt: ToolCallFormat, opened_by_call: bool) -> Parse:
+        """Parse one region of calls; False (nothing emitted) if the text does not fit."""
+        calls_before = self.num_calls
+        try:
+            yield from self._region(fmt, opened_by_call, calls_before)
+        except _EndOfText:
+            if self.num_calls == calls_before:
+                return False
+            self.pos = len(self.text)
+        except _NoMatch:
+            return False
+        return True
+
+    def _region(self, fmt: ToolCallFormat, opened_by_call: bool, calls_before: int) -> Parse:
+        if fmt.list_wrapped:
+            yield from self._skip_ws()
+            yield from self._expect("[")
+        count = 0
+        while True:
+            mark = self.pos
+            try:
+                if count:
+                    yield from self._skip_ws()
+                    if fmt.region_end and (yield from self._literal(fmt.region_end)):
+                        return
+                    if fmt.list_wrapped:
+                        if (yield from self._literal("]")):
+                            break
+                        yield from self._expect(",")
+                    elif fmt.separator:
+                        yield from self._expect(fmt.separator)
+                yield from self._skip_ws()
+                if fmt.call_start and (count or not opened_by_call):
+                    yield from self._expect(fmt.call_start)
+                    yield from self._skip_ws()
+                yield from self._call(fmt)
+            except _NoMatch:
+                if self.num_calls == calls_before:
+                    raise
+                self.pos = mark  # what follows the last good call is not markup
+                break
+            count += 1
+            if fmt.call_end:
+                yield from self._optional(regex.compile(_CLOSING_JUNK + regex.escape(fmt.call_end)))
+            if not (fmt.list_wrapped or fmt.separator or fmt.region_end or fmt.region_start):
+                return  # one call per opening marker
+        if fmt.region_end:
+            yield from self._optional(regex.compile(r"\s*" + regex.escape(fmt.region_end)))
+
+    # ----- one call -----
+
+    def _call(self, fmt: ToolCallFormat) -> Parse:
+        enc = fmt.encoding
+        if isinstance(enc, JsonObject):
+            yield from self._json_object_call(fmt, enc)
+        elif isinstance(enc, NameThenJson):
+            yield from self._name_then_json_call(fmt, enc)
+        elif isinstance(enc, PythonicCall):
+            yield from self._pythonic_call(fmt)
+        else:
+            raise TypeError(f"unknown tool-call encoding {enc!r}")
+
+    def _check_name(self, fmt: ToolCallFormat, name: object) -> str:
+        if not isinstance(name, str) or not name.strip():
+            raise _NoMatch
+        if fmt.known_names_only and name not in self.tool_names:
+            raise _NoMatch
+        return name
+
+    def _json_object_call(self, fmt: ToolCallFormat, enc: JsonObject) -> Parse:
+        start = self.pos
+        yield from self._expect("{")
+        yield from self._skip_ws()
+        key = yield from self._json_string()
+        if key not in enc.name_keys:
+            if fmt.known_names_only or not fmt.marker:
+                raise _NoMatch
+            # Name not first: read the whole object, then decide.
+            self.pos = start
+            yield from self._whole_json_object_call(fmt, enc)
+            return
+        yield from self._skip_ws()
+        yield from self._expect(":")
+        yield from self._skip_ws()
+        name = self._check_name(fmt, (yield from self._json_string()))
+        self._begin_call(name)
+        try:
+            arguments_done = False
+            while True:
+                yield from self._skip_ws()
+                if (yield from self._literal("}")):
+                    return
+                yield from self._expect(",")
+                yield from self._skip_ws()
+                key = yield from self._json_string()
+                yield from self._skip_ws()
+                yield from self._expect(":")
+                yield from self._skip_ws()
+                if key in enc.args_keys and not arguments_done:
+                    yield from self._arguments_value()
+                    arguments_done = True
+                else:
+                    yield from self._json_value()
+        except _NoMatch:
+            return  # committed: keep what was read
+
+    def _whole_json_object_call(self, fmt: ToolCallFormat, enc: JsonObject) -> Parse:
+        raw = yield from self._json_value()
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            raise _NoMatch from None
+        if not isinstance(obj, dict):
+            raise _NoMatch
+        name = next((obj[k] for k in enc.name_keys if k in obj), None)
+        self._begin_call(self._check_name(fmt, name))
+        args = next((obj[k] for k in enc.args_keys if k in obj), {})
+        self._emit_arguments(_arguments_text(args))
+
+    def _name_then_json_call(self, fmt: ToolCallFormat, enc: NameThenJson) -> Parse:
+        name = (yield from self._match(regex.compile(enc.name_pattern))).group()
+        call_id = None
+        if enc.id_marker and (yield from self._literal(enc.id_marker)):
+            call_id = (yield from self._match(_CALL_ID)).group()
+        if enc.args_marker:
+            yield from self._literal(enc.args_marker)
+        yield from self._skip_ws()
+        if (yield from self._peek()) != "{":
+            raise _NoMatch
+        self._begin_call(self._check_name(fmt, name), call_id)
+        yield from self._arguments_value()
+
+    def _pythonic_call(self, fmt: ToolCallFormat) -> Parse:
+        name = (yield from self._match(_PY_NAME)).group()
+        yield from self._expect("(")
+        self._begin_call(self._check_name(fmt, name))
+        self._emit_arguments("{")
+        first = True
+        try:
+            while True:
+                yield from self._skip_ws()
+                if (yield from self._literal(")")):
+                    break
+                if not first:
+                    yield from self._expect(",")
+                    yield from self._skip_ws()
+                    if (yield from self._literal(")")):
+                        break
+                key = (yield from self._match(_PY_KEYWORD)).group()
+                yield from self._skip_ws()
+                yield from self._expect("=")
+                yield from self._skip_ws()
+                value = python_literal_json((yield from self._python_value()))
+                self._emit_arguments(("" if first else ", ") + json.dumps(key) + ": " + value)
+                first = False
+        except _NoMatch:
+            pass  # committed: close what was read
+        self._emit_arguments("}")
+
+    def _arguments_value(self) -> Parse:
+        """Stream an arguments object as it arrives; other JSON values are converted whole."""
+        if (yield from self._peek()) == "{":
+            yield from self._json_value(sink=self._emit_arguments)
+            return
+        raw = yield from self._json_value()
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        self._emit_arguments(_arguments_text(value))
+
+    # ----- primitives: each waits for text, consumes on success, raises _NoMatch otherwise -----
+
+    def _peek(self) -> Parse:
+        while self.pos >= len(self.text):
+            if self.eof:
+                raise _EndOfText
+            yield
+        return self.text[self.pos]
+
+    def _skip_ws(self) -> Parse:
+        """Skip whitespace, waiting until the next non-space character (or the end) is known."""
+        while True:
+            self.pos = _WS.match(self.text, self.pos).end()
+            if self.pos < len(self.text) or self.eof:
+                return
+            yield
+
+    def _literal(self, lit: str) -> Parse:
+        """Consume `lit` if it comes next; False as soon as it cannot."""
+        while True:
+            avail = self.text[self.pos:self.pos + len(lit)]
+            if avail == lit:
+                self.pos += len(lit)
+                return True
+            if not lit.startswith(avail) or self.eof:
+                return False
+            yield
+
+    def _expect(self, lit: str) -> Parse:
+        if not (yield from self._literal(lit)):
+            if self.eof and lit.startswith(self.text[self.pos:]):
+                raise _EndOfText
+            raise _NoMatch
+
+    def _match(self, pattern: regex.Pattern) -> Parse:
+        """Consume the longest non-empty match of `pattern`, once no more text could extend it."""
+        while True:
+            m = pattern.match(self.text, self.pos, partial=True)
+            if m is None or (m.end() == self.pos and not m.partial):
+                if self.pos >= len(self.text) and self.eof:
+                    raise _EndOfText
+                raise _NoMatch
+            if not m.partial and (m.end() < len(self.text) or self.eof):
+                self.pos = m.end()
+                return m
+            if self.eof:
+                raise _EndOfText
+            yield
+
+    def _optional(self, pattern: regex.Pattern) -> Parse:
+        try:
+            yield from self._match(pattern)
+        except (_NoMatch, _EndOfText):
+            pass
+
+    def _json_string(self) -> Parse:
+        start = self.pos
+        if (yield from self._peek()) != '"':
+            raise _NoMatch
+        i = start + 1
+        while True:
+            text = self.text
+            m = _JSON_STRING_SPECIAL.search(text, i)
+            if m is not None and text[m.start()] == '"':
+                self.pos = m.end()
+                try:
+                    return json.loads(text[start:self.pos])
+                except ValueError:
+                    raise _NoMatch from None
+            if m is not None and m.start() + 1 < len(text):
+                i = m.start() + 2  # skip the escaped character
+                continue
+            i = m.start() if m is not None else len(text)
+            if self.eof:
+                raise _EndOfText
+            yield
+
+    def _json_value(self, sink: Callable[[str], None] | None = None) -> Parse:
+        """Consume one JSON value without judging it; pass its raw text to `sink` as it arrives.
+
+        Only strings and brackets are tracked, so invalid JSON inside still ends where its
+        brackets balance.
+        """
+        first = yield from self._peek()
+        start = self.pos
+        if first not in '{["':
+            while True:
+                m = _JSON_SCALAR_END.search(self.text, self.pos)
+                if m is not None or self.eof:
+                    end = m.start() if m is not None else len(self.text)
+                    if end == start:
+                        raise _NoMatch
+                    self.pos = end
+                    if sink:
+                        sink(self.text[start:end])
+                    return self.text[start:end]
+                yield
+        in_string = first == '"'
+        depth = 0 if in_string else 1
+        emitted, i = start, start + 1
+        done = False
+        while True:
+            text = self.text
+            while i < len(text) and not done:
+                if in_string:
+                    m = _JSON_STRING_SPECIAL.search(text, i)
+                    if m is None:
+                        i = len(text)
+                    elif text[m.start()] == "\\":
+                        if m.start() + 1 >= len(text):
+                            i = m.start()  # wait for the escaped character
+                            break
+                        i = m.start() + 2
+                    else:
+                        i = m.end()
+                        in_string = False
+                        done = depth == 0
+                else:
+                    m = _JSON_STRUCTURE.search(text, i)
+                    if m is None:
+                        i = len(text)
+                        break
+                    i = m.end()
+                    ch = m.group()
+                    if ch == '"':
+                        in_string = True
+                    elif ch in "{[":
+                        depth += 1
+                    else:
+                        depth -= 1
+                        done = depth == 0
+            if sink:
+                sink(text[emitted:i])
+                emitted = i
+            if done:
+                self.pos = i
+                return text[start:i]
+            if self.eof:
+                self.pos = len(text)
+                raise _EndOfText
+            yield
+
+    def _python_value(self) -> Parse:
+        """Consume the source of one Python argument value, up to a top-level ',' or ')'."""
+        start = i = self.pos
+        depth = 0
+        quote = ""
+        while True:
+            text = self.text
+            while i < len(text):
+                if quote:
+                    j = text.find(quote, i)
+                    k = text.find("\\", i)
+                    if k != -1 and (j == -1 or k < j):
+                        if k + 1 >= len(text):
+                            i = k
+                            break
+                        i = k + 2
+                    elif j == -1:
+                        i = max(i, len(text) - len(quote) + 1)
+                        break
+                    else:
+                        i = j + len(quote)
+                        quote = ""
+                    continue
+                m = _PY_STRUCTURE.search(text, i)
+                if m is None:
+                    i = len(text)
+                    break
+                ch = m.group()
+                if ch in "'\"":
+                    if len(text) - m.start() < 3 and not self.eof:
+                        i = m.start()  # a triple quote may be starting
+                        break
+                    quote = ch * 3 if text.startswith(ch * 3, m.start()) else ch
+                    i = m.start() + len(quote)
+                elif ch in "([{":
+                    depth += 1
+                    i = m.end()
+                elif depth == 0:  # a top-level ',' or closer ends the value
+                    self.pos = m.start()
+                    return text[start:m.start()]
+                else:
+                    depth -= ch != ","
+                    i = m.end()
+            if self.eof:
+                self.pos = len(text)
+                raise _EndOfText
+            yield
+
+
+def _arguments_text(value: object) -> str:
+    """Arguments given as a JSON string already are the arguments text; others are dumped."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "{}"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def python_literal_json(source: str) -> str:
+    """JSON text for a Python literal read with `ast` (never evaluated). Anything that is not a
+    literal — a name, a call — is kept as its source text, as a JSON string."""
+    source = source.strip()
+    try:
+        return json.dumps(_literal_value(ast.parse(source, mode="eval").body), ensure_ascii=False)
+    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
+        return json.dumps(source, ensure_ascii=False)
+
+
+_NAMED_CONSTANTS = {"true": True, "false": False, "null": None, "none": None}
+
+
+def _literal_value(node: ast.expr) -> object:
+    if isinstance(node, ast.Constant):
+        value = node.value
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("not a JSON number")
+        if value is None or isinstance(value, (str, int, float, bool)):
+            return value
+        raise ValueError("not a JSON literal")
+    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        return [_literal_value(e) for e in node.elts]
+    if isinstance(node, ast.Dict):
+        if any(k is None for k in node.keys):
+            raise ValueError("** in a dict literal")
+        return {_key(_literal_value(k)): _literal_value(v) for k, v in zip(node.keys, node.values)}
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = _literal_value(node.operand)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError("sign on a non-number")
+        return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.Name) and node.id.lower() in _NAMED_CONSTANTS:
+        return _NAMED_CONSTANTS[node.id.lower()]
+    raise ValueError("not a literal")
+
+
+def _key(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value)

@@ -1,0 +1,23 @@
+"""Pythonic tool calls: the output is a Python list of calls, `[f(a=1, b='x'), g()]`.
+
+Arguments are read with `ast` as literals (str, int, float, bool, None, list, dict); nothing the
+model writes is evaluated. Llama 4 may wrap the list in `<|python_start|>…<|python_end|>`.
+"""
+
+from callm.tool_parsers.abstract_tool_parser import FormatToolParser, ToolParserManager
+from callm.tool_parsers.formats import PythonicCall, ToolCallFormat
+
+PYTHONIC = ToolCallFormat(PythonicCall(), bare="output_start", list_wrapped=True)
+LLAMA4_PYTHONIC = ToolCallFormat(PythonicCall(), region_start="<|python_start|>",
+                                 region_end="<|python_end|>", bare="output_start",
+                                 list_wrapped=True)
+
+
+@ToolParserManager.register_module("pythonic")
+class PythonicToolParser(FormatToolParser):
+    formats = (PYTHONIC,)
+
+
+@ToolParserManager.register_module("llama4_pythonic")
+class Llama4PythonicToolParser(FormatToolParser):
+    formats = (LLAMA4_PYTHONIC,)
