@@ -209,10 +209,10 @@ class ToolParserManager:
         if cls._entry_points_loaded:
             return
         cls._entry_points_loaded = True
-        from importlib.metadata import entry_points
+        from callm.plugins import tool_parser_entry_points
 
-        for ep in entry_points(group="callm.tool_parsers"):
-            cls.register_lazy_module(ep.name, ep.value)
+        for name, target in tool_parser_entry_points().items():
+            cls.register_lazy_module(name, target)
 
 
 def _plugin_error(path: Path, error: Exception) -> str:
