@@ -1,0 +1,32 @@
+"""Where each token of a flat batch sits in the paged KV cache.
+
+The scheduler hands the model one flat batch mixing prefill chunks and decode tokens. Sequence
+`s` owns tokens `query_start_loc[s]:query_start_loc[s+1]` of the batch: its newest `query_len`
+tokens, which are the last positions of a context of `seq_lens[s]` tokens (cached + new).
+Key/value vectors live in per-layer caches shaped `[num_blocks, block_size, num_kv_heads,
+head_dim]`; a sequence's blocks, in order, are `block_tables[s, :ceil(seq_lens[s] / block_size)]`
+and token `i` of the batch writes its key/value to flat slot `slot_mapping[i]`
+(= block * block_size + offset).
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class AttentionMetadata:
+    slot_mapping: torch.Tensor  # [num_tokens] int64
+    query_start_loc: torch.Tensor  # [num_seqs + 1] int32
+    seq_lens: torch.Tensor  # [num_seqs] int32, context length after this step
+    block_tables: torch.Tensor  # [num_seqs, max_blocks_per_seq] int32, unused entries 0
+    max_query_len: int
+    max_seq_len: int
+
+    @property
+    def num_seqs(self) -> int:
+        return self.seq_lens.shape[0]
+
+    @property
+    def query_lens(self) -> torch.Tensor:
+        return self.query_start_loc[1:] - self.query_start_loc[:-1]
