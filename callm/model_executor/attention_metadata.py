@@ -10,6 +10,7 @@ and token `i` of the batch writes its key/value to flat slot `slot_mapping[i]`
 """
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -30,3 +31,26 @@ class AttentionMetadata:
     @property
     def query_lens(self) -> torch.Tensor:
         return self.query_start_loc[1:] - self.query_start_loc[:-1]
+
+    @cached_property
+    def plan(self) -> "BatchPlan":
+        """The batch split once per step (not per layer) into single-token sequences, attended
+        together, and longer chunks, attended one by one."""
+        starts = self.query_start_loc.tolist()
+        contexts = self.seq_lens.tolist()
+        decode, prefills = [], []
+        for s, (start, end, context) in enumerate(zip(starts, starts[1:], contexts)):
+            if end - start == 1:
+                decode.append((s, start))
+            elif end > start:
+                prefills.append((s, start, end, context))
+        seqs = torch.tensor([s for s, _ in decode], dtype=torch.long)
+        tokens = torch.tensor([t for _, t in decode], dtype=torch.long)
+        return BatchPlan(seqs, tokens, prefills)
+
+
+@dataclass
+class BatchPlan:
+    decode_seqs: torch.Tensor  # sequences with one query token this step
+    decode_tokens: torch.Tensor  # their token index in the batch
+    prefills: list[tuple[int, int, int, int]]  # (sequence, start, end, context length)
