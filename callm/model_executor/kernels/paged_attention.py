@@ -51,13 +51,12 @@ try:
     HAS_TRITON = True
     _jit = triton.jit
 except ImportError:  # pragma: no cover - exercised only on machines without triton
+    # The kernels below stay plain functions and the launchers refuse to run. Their
+    # `tl.constexpr` annotations are strings (postponed evaluation), so `tl` need not exist.
     HAS_TRITON = False
-    triton = None
+    triton = tl = None
 
-    class tl:  # noqa: N801 - stands in for `triton.language` in the kernels' annotations
-        constexpr = None
-
-    def _jit(fn):  # the kernels are never launched without triton (see _require_triton)
+    def _jit(fn):
         return fn
 
 
@@ -103,21 +102,21 @@ def _write_kv_cache_kernel(
     """One program per batch token: copy its [kv_heads, head_dim] key and value to its slot."""
     token = tl.program_id(0).to(tl.int64)
     slot = tl.load(slot_mapping_ptr + token).to(tl.int64)
-    is_real = slot >= 0  # padding tokens carry slot -1 and write nothing
+    heads = tl.arange(0, BLOCK_H)[:, None]
+    dims = tl.arange(0, BLOCK_D)[None, :]
+    # Padding tokens carry slot -1 and write nothing. (tl.where rather than `& (slot >= 0)`:
+    # the interpreter mishandles a scalar bool combined with a block of bools.)
+    mask = tl.where(slot >= 0, (heads < NUM_KV_HEADS) & (dims < HEAD_DIM), False)
     slot = tl.maximum(slot, 0)
     block = slot // BLOCK_SIZE
     offset = slot % BLOCK_SIZE
 
-    heads = tl.arange(0, BLOCK_H)[:, None]
-    dims = tl.arange(0, BLOCK_D)[None, :]
-    mask = (heads < NUM_KV_HEADS) & (dims < HEAD_DIM) & is_real
-
     k = tl.load(key_ptr + token * stride_key_t + heads * stride_key_h + dims, mask=mask)
     v = tl.load(value_ptr + token * stride_value_t + heads * stride_value_h + dims, mask=mask)
-    k_dst = key_cache_ptr + block * stride_kc_block + offset * stride_kc_slot + heads * stride_kc_head
-    v_dst = value_cache_ptr + block * stride_vc_block + offset * stride_vc_slot + heads * stride_vc_head
-    tl.store(k_dst + dims, k.to(key_cache_ptr.dtype.element_ty), mask=mask)
-    tl.store(v_dst + dims, v.to(value_cache_ptr.dtype.element_ty), mask=mask)
+    k_dst = block * stride_kc_block + offset * stride_kc_slot + heads * stride_kc_head + dims
+    v_dst = block * stride_vc_block + offset * stride_vc_slot + heads * stride_vc_head + dims
+    tl.store(key_cache_ptr + k_dst, k.to(key_cache_ptr.dtype.element_ty), mask=mask)
+    tl.store(value_cache_ptr + v_dst, v.to(value_cache_ptr.dtype.element_ty), mask=mask)
 
 
 @_jit
@@ -265,20 +264,22 @@ def _merge_splits_kernel(
 
     splits = tl.arange(0, NUM_SPLITS)
     dims = tl.arange(0, BLOCK_D)
-    dim_ok = dims < HEAD_DIM
+    # Masks are blocks chosen by tl.where: the interpreter mishandles `scalar_bool & block`.
+    split_ok = tl.where(has_query, splits < NUM_SPLITS, False)
+    dim_ok = tl.where(has_query, dims < HEAD_DIM, False)
     part = (seq.to(tl.int64) * NUM_HEADS + head) * NUM_SPLITS + splits
-    m = tl.load(split_max_ptr + part, mask=has_query, other=-1.0e30)
-    l = tl.load(split_sum_ptr + part, mask=has_query, other=0.0)  # noqa: E741
+    m = tl.load(split_max_ptr + part, mask=split_ok, other=-1.0e30)
+    l = tl.load(split_sum_ptr + part, mask=split_ok, other=0.0)  # noqa: E741
     acc = tl.load(
         split_acc_ptr + part[:, None] * HEAD_DIM + dims[None, :],
-        mask=has_query & dim_ok[None, :],
+        mask=split_ok[:, None] & dim_ok[None, :],
         other=0.0,
     )
     weight = tl.exp2(m - tl.max(m, axis=0))  # splits that saw nothing carry weight 0
     total = tl.sum(weight * l, axis=0)
     out = tl.sum(acc * weight[:, None], axis=0) / tl.where(total > 0.0, total, 1.0)
     o_ptrs = out_ptr + token.to(tl.int64) * stride_o_t + head * stride_o_h + dims
-    tl.store(o_ptrs, out.to(out_ptr.dtype.element_ty), mask=has_query & dim_ok)
+    tl.store(o_ptrs, out.to(out_ptr.dtype.element_ty), mask=dim_ok)
 
 
 # --------------------------------------------------------------------------------------------
@@ -302,7 +303,7 @@ def _next_pow2(n: int) -> int:
     return 1 << max(0, int(n) - 1).bit_length()
 
 
-def _check_last_dim_contiguous(name: str, t: torch.Tensor) -> torch.Tensor:
+def _last_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
     return t if t.stride(-1) == 1 else t.contiguous()
 
 
@@ -345,8 +346,8 @@ def write_kv_cache(
         raise ValueError(f"slot_mapping must be [{num_tokens}], got {tuple(slot_mapping.shape)}")
     if num_tokens == 0:
         return
-    key = _check_last_dim_contiguous("key", key)
-    value = _check_last_dim_contiguous("value", value)
+    key = _last_dim_contiguous(key)
+    value = _last_dim_contiguous(value)
     _write_kv_cache_kernel[(num_tokens,)](
         key,
         value,
@@ -436,7 +437,7 @@ def paged_attention(
     num_seqs = meta.seq_lens.shape[0]
     if num_tokens == 0 or num_seqs == 0 or meta.max_query_len == 0:
         return out
-    query = _check_last_dim_contiguous("query", query)
+    query = _last_dim_contiguous(query)
     block_tables = meta.block_tables
     if block_tables.stride(-1) != 1:
         block_tables = block_tables.contiguous()
@@ -453,11 +454,14 @@ def paged_attention(
     tile_n = 64 if block_d <= 64 else 32
 
     splits = 1
-    if decode:
-        splits = num_splits if num_splits is not None else _auto_num_splits(
-            query, num_seqs, num_kv_heads, meta.max_seq_len, tile_n)
+    if decode and num_splits is not None:
+        splits = num_splits
         if splits < 1 or splits > _MAX_SPLITS or splits & (splits - 1):
-            raise ValueError(f"num_splits must be a power of two in [1, {_MAX_SPLITS}], got {splits}")
+            raise ValueError(
+                f"num_splits must be a power of two in [1, {_MAX_SPLITS}], got {splits}"
+            )
+    elif decode:
+        splits = _auto_num_splits(query, num_seqs, num_kv_heads, meta.max_seq_len, tile_n)
 
     if splits > 1:
         f32 = dict(device=query.device, dtype=torch.float32)
