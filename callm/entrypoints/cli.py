@@ -1,7 +1,63 @@
-"""The `callm` command line."""
+"""The `callm` command line: `serve`, `models`, `parsers`."""
 
 import argparse
+import logging
 import sys
+
+
+def _size(text: str) -> int:
+    """Bytes from "2147483648", "512M" or "2G"."""
+    units = {"K": 2**10, "M": 2**20, "G": 2**30}
+    if text and text[-1].upper() in units:
+        return int(float(text[:-1]) * units[text[-1].upper()])
+    return int(text)
+
+
+def _check_tool_flags(args: argparse.Namespace) -> None:
+    """Fail fast, before loading the model, on tool-parser flags that cannot work."""
+    from callm.tool_parsers import ToolParserManager
+
+    for plugin in args.tool_parser_plugin or []:
+        ToolParserManager.import_tool_parser(plugin)
+    if args.enable_auto_tool_choice and not args.tool_call_parser:
+        raise ValueError("--enable-auto-tool-choice needs --tool-call-parser NAME (known: "
+                         f"{', '.join(ToolParserManager.list_registered())})")
+    if args.tool_call_parser:
+        ToolParserManager.get_tool_parser(args.tool_call_parser)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from callm.config import EngineConfig
+    from callm.engine.async_engine import AsyncLLMEngine
+    from callm.engine.llm_engine import LLMEngine
+    from callm.entrypoints.openai.api_server import build_app, build_context
+    from callm.plugins import load_general_plugins
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    load_general_plugins()
+    _check_tool_flags(args)
+    config = EngineConfig(
+        model=args.model, dtype=args.dtype, max_model_len=args.max_model_len,
+        max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
+        block_size=args.block_size, kv_cache_memory=args.kv_cache_memory,
+        enable_prefix_caching=args.enable_prefix_caching, seed=args.seed,
+        tensor_parallel_size=args.tensor_parallel_size,
+        distributed_executor_backend=args.distributed_executor_backend,
+        attention_backend=args.attention_backend, chat_template=args.chat_template,
+        tool_call_parser=args.tool_call_parser)
+    engine = AsyncLLMEngine(LLMEngine(config))
+    ctx = build_context(engine, args.served_model_name, args.enable_auto_tool_choice,
+                        args.tool_call_parser, args.chat_template)
+    app = build_app(ctx, api_key=args.api_key)
+    logging.getLogger(__name__).info("serving %s on http://%s:%d/v1", ctx.model_names[0],
+                                     args.host, args.port)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.uvicorn_log_level)
+    finally:
+        engine.shutdown()
+    return 0
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -25,9 +81,44 @@ def _parsers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_serve_args(p: argparse.ArgumentParser) -> None:
+    from callm.model_files import DEFAULT_MODEL
+
+    p.add_argument("model", nargs="?", default=DEFAULT_MODEL,
+                   help=f"model alias, GGUF file or HF folder (default: {DEFAULT_MODEL})")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--served-model-name", nargs="+", help="name(s) clients use for the model")
+    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 routes")
+    p.add_argument("--enable-auto-tool-choice", action="store_true",
+                   help="parse tool calls from model output when tool_choice is auto")
+    p.add_argument("--tool-call-parser", help="tool-call format of the model, e.g. hermes")
+    p.add_argument("--tool-parser-plugin", action="append",
+                   help="a file or module registering tool parsers (repeatable)")
+    p.add_argument("--chat-template", help="chat template file or text")
+    p.add_argument("--dtype", default="bfloat16", choices=["auto", "bfloat16", "float32",
+                                                          "float16"])
+    p.add_argument("--max-model-len", type=int, help="context length (prompt + output)")
+    p.add_argument("--max-num-seqs", type=int, default=64)
+    p.add_argument("--max-num-batched-tokens", type=int, default=2048)
+    p.add_argument("--block-size", type=int, default=16)
+    p.add_argument("--kv-cache-memory", type=_size, help="KV cache size in bytes, e.g. 1G")
+    p.add_argument("--enable-prefix-caching", action=argparse.BooleanOptionalAction,
+                   default=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tensor-parallel-size", type=int, default=1)
+    p.add_argument("--distributed-executor-backend", choices=["uni", "mp", "ray"])
+    p.add_argument("--attention-backend", choices=["torch", "triton"])
+    p.add_argument("--uvicorn-log-level", default="info",
+                   choices=["critical", "error", "warning", "info", "debug", "trace"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callm", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the OpenAI-compatible server")
+    _add_serve_args(serve)
+    serve.set_defaults(run=_serve)
     models = commands.add_parser("models", help="list model aliases and whether they are installed")
     models.set_defaults(run=_models)
     parsers = commands.add_parser("parsers", help="list the tool-call parsers")
@@ -42,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except (ImportError, KeyError, ValueError, FileNotFoundError) as e:
-        print(f"callm: error: {e}", file=sys.stderr)
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"callm: error: {message}", file=sys.stderr)
         return 2
 
 

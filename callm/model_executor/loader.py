@@ -9,11 +9,12 @@ GGUF specifics (DESIGN.md §5):
 - llama.cpp permutes the q/k projection rows of llama-family models (its rotary embedding pairs
   neighbouring dimensions, HF pairs the two halves of each head): undone here, as transformers
   does. Qwen2/Qwen3 GGUFs are written unpermuted.
-- Opening a GGUF is slow (the reader builds Python objects for every vocabulary string: 7 s and
-  ~480 MB for a 152k vocabulary) and so is dequantizing (6 s for Qwen2.5-0.5B); transformers
-  needs another 9 s to read the config. So the first load saves the result as an HF-style
-  folder (config.json + float32 model.safetensors) under `cache_dir()/gguf`, keyed by the
-  file's path, size and mtime; later loads read that folder in about a second.
+- Opening a GGUF is slow (`GGUFReader` builds numpy views of every vocabulary string: 7 s and
+  ~480 MB of Python objects for a 152k vocabulary), so is dequantizing (6 s for Qwen2.5-0.5B),
+  and transformers needs another 9 s to read the config. So the first load saves the result as
+  an HF-style folder (config.json + float32 model.safetensors, exact) under `cache_dir()/gguf`,
+  keyed by the file's path, size and mtime; later loads memory-map that folder instead.
+Anything that cannot be loaded is a ValueError naming the file and the supported architectures.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -177,7 +179,8 @@ def iter_weights(path: str | os.PathLike, config, *,
 
     GGUF tensors come out float32 in HF layout ([out_features, in_features] for linear
     weights); no `lm_head.weight` when the file ties it to the embedding. Folder tensors come
-    out as stored (the caller casts). At most a couple of tensors are alive at any time.
+    out as stored (the caller casts). Tensors are made one at a time (or memory-mapped from
+    safetensors), so a caller that copies each into its model holds no second copy of it.
     """
     path = Path(path)
     if path.is_dir():
@@ -302,13 +305,18 @@ def _unpermute_rotary(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
 
 def _write_atomically(target: Path, write) -> None:
     """`write(tmp)` then rename over `target`; a read-only or full cache is only skipped."""
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    tmp = _tmp_name(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
         os.replace(tmp, target)
     except OSError:
         _remove(tmp)
+
+
+def _tmp_name(target: Path) -> Path:
+    """A name next to `target` no other writer (process or thread) uses."""
+    return target.with_name(f"{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
 def _remove(path: Path) -> None:
@@ -329,11 +337,12 @@ class _SafetensorsWriter:
 
     def __init__(self, target: Path, shapes: list[tuple[str, tuple[int, ...]]]):
         self.target = target
-        self.tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+        self.tmp = _tmp_name(target)
         header, offset = {}, 0
         for name, shape in shapes:
             size = 4 * int(np.prod(shape))
-            header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + size]}
+            header[name] = {"dtype": "F32", "shape": list(shape),
+                            "data_offsets": [offset, offset + size]}
             offset += size
         blob = json.dumps(header, separators=(",", ":")).encode()
         blob += b" " * (-len(blob) % 8)  # the data starts 8-byte aligned
@@ -364,7 +373,10 @@ class _SafetensorsWriter:
             self.abort()
 
     def abort(self) -> None:
-        if getattr(self, "file", None) is not None:
-            self.file.close()
-            self.file = None
+        file, self.file = getattr(self, "file", None), None
+        if file is not None:
+            try:
+                file.close()
+            except OSError:  # flushing onto a full disk
+                pass
         _remove(self.tmp)

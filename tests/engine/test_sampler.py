@@ -114,14 +114,14 @@ def test_top_p_matches_sorting_reference(scale):
 # --- seeds ---------------------------------------------------------------------------------
 
 
-def run_steps(make_batch, row, steps=6):
+def run_steps(make_batch, row, steps=6, vocab=VOCAB):
     """Tokens of the state at `row` over several steps; step t's logits are a fixed function of
     t for that row and random elsewhere."""
     states = make_batch()
     sampler, got = Sampler(), []
     for t in range(steps):
-        logits = rand_logits(len(states), seed=100 + t + 1000 * len(states), scale=0.5)
-        logits[row] = rand_logits(1, seed=t, scale=0.5)[0]
+        logits = rand_logits(len(states), vocab, seed=100 + t + 1000 * len(states), scale=2.0)
+        logits[row] = rand_logits(1, vocab, seed=t, scale=2.0)[0]
         out = sampler(logits, states)
         for s, tok in zip(states, out):
             s.output_token_ids.append(tok.token_id)
@@ -129,15 +129,25 @@ def run_steps(make_batch, row, steps=6):
     return got
 
 
-def test_seeded_request_ignores_batch_composition():
-    seeded = dict(seed=1234, top_p=0.95, presence_penalty=0.5)
-    alone = run_steps(lambda: [state(**seeded)], row=0)
+@pytest.mark.parametrize(
+    "seeded",
+    [
+        dict(seed=1234),  # whole-vocab race
+        dict(seed=1234, top_p=0.95, presence_penalty=0.5),  # cutoff beyond the block: full sort
+        dict(seed=99, top_k=20, temperature=0.8, repetition_penalty=1.2),  # cutoff in the block
+        dict(seed=5, min_p=0.02, top_p=0.9),
+    ],
+)
+def test_seeded_request_ignores_batch_composition(seeded):
+    vocab = 5000  # above the top-p block size, so both cutoff paths run
+    alone = run_steps(lambda: [state(**seeded)], row=0, vocab=vocab)
     crowded = run_steps(
-        lambda: [state(), state(seed=7), state(**seeded), state(temperature=0), state(top_k=5)], row=2
+        lambda: [state(), state(seed=7), state(**seeded), state(temperature=0), state(top_k=3000)],
+        row=2, vocab=vocab,
     )
-    first = run_steps(lambda: [state(**seeded), state(seed=1234), state(), state()], row=0)
+    first = run_steps(lambda: [state(**seeded), state(seed=1234, top_p=0.5), state(), state()], row=0, vocab=vocab)
     assert alone == crowded == first
-    assert len(set(alone)) > 1  # flat logits: the draws really were random
+    assert len(set(alone)) > 1  # the draws really were random
 
 
 def test_different_seeds_differ():

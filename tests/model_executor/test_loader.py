@@ -76,7 +76,8 @@ def _encode(values: np.ndarray, qtype, rng) -> np.ndarray:
 
 def _llama_cpp_permute(w: np.ndarray, heads: int) -> np.ndarray:
     """llama.cpp's convert script: within each head, interleave the two rotary halves."""
-    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+    head_dim = w.shape[0] // heads
+    return w.reshape(heads, 2, head_dim // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
 def _tiny_hf_model(arch: str, tie: bool):
@@ -151,8 +152,8 @@ def test_tiny_gguf_matches_transformers(tmp_path, arch, tie):
     assert set(_BLOCKS) <= set(used.values())
 
     config = load_config(path)
-    assert config.model_type == arch and config.architectures == [
-        {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}[arch]]
+    classes = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
+    assert config.model_type == arch and config.architectures == [classes[arch]]
     assert (config.num_hidden_layers, config.hidden_size, config.intermediate_size) == (2, 256, 512)
     assert (config.num_attention_heads, config.num_key_value_heads) == (4, 2)
     assert config.head_dim == (32 if arch == "qwen3" else 64)
@@ -168,7 +169,8 @@ def test_tiny_gguf_matches_transformers(tmp_path, arch, tie):
     for name, qtype in used.items():
         if qtype not in _K_SCALE_BYTES:
             expected = gguf.quants.dequantize(_encode(original[name], qtype, None), qtype)
-            np.testing.assert_array_equal(ours[name].numpy(), expected.reshape(original[name].shape))
+            expected = expected.reshape(original[name].shape)
+            np.testing.assert_array_equal(ours[name].numpy(), expected)
 
 
 def test_transformers_gets_qwen3_head_dim_from_its_default(tmp_path):

@@ -1,0 +1,169 @@
+"""The OpenAI-compatible HTTP server (FastAPI + uvicorn).
+
+Every client mistake becomes OpenAI's error JSON with a 4xx status — validation errors name the
+field — so the official clients raise their usual exceptions and the server keeps serving.
+"""
+
+import hmac
+import json
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from callm import __version__
+from callm.engine.async_engine import AsyncLLMEngine, EngineDeadError
+from callm.entrypoints.openai.protocol import (ChatCompletionRequest, CompletionRequest,
+                                               ErrorInfo, ErrorResponse, ModelCard, ModelList)
+from callm.entrypoints.openai.serving_chat import OpenAIServingChat
+from callm.entrypoints.openai.serving_common import APIError, ServingContext
+from callm.entrypoints.openai.serving_completion import OpenAIServingCompletion
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 16 * 2**20
+
+
+def error_response(status: int, message: str, param: str | None = None,
+                   type: str = "invalid_request_error", code: str | None = None) -> JSONResponse:
+    body = ErrorResponse(error=ErrorInfo(message=message, type=type, param=param, code=code))
+    return JSONResponse(body.model_dump(), status_code=status)
+
+
+class TokenizeRequest(BaseModel):
+    model: str | None = None
+    prompt: str | None = None
+    messages: list[dict] | None = None
+    add_special_tokens: bool = True
+
+
+class DetokenizeRequest(BaseModel):
+    model: str | None = None
+    tokens: list[int]
+
+
+def build_app(ctx: ServingContext, api_key: str | None = None) -> FastAPI:
+    app = FastAPI(title="callm", version=__version__)
+    chat = OpenAIServingChat(ctx)
+    completion = OpenAIServingCompletion(ctx)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        """API key on every /v1 route; refuse oversized bodies before reading them."""
+        if api_key and request.url.path.startswith("/v1"):
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+                return error_response(401, "Incorrect or missing API key.",
+                                      type="authentication_error", code="invalid_api_key")
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return error_response(413, f"Request body larger than {MAX_BODY_BYTES} bytes.")
+        return await call_next(request)
+
+    @app.exception_handler(APIError)
+    async def api_error(_request, e: APIError):
+        return error_response(e.status, e.message, e.param, e.type, e.code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request, e: RequestValidationError):
+        first = e.errors()[0] if e.errors() else {}
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        message = first.get("msg", "invalid request")
+        if first.get("type") == "json_invalid":
+            message = "The request body is not valid JSON."
+        where = ".".join(loc)
+        return error_response(400, f"{where}: {message}" if where else message,
+                              param=loc[0] if loc else None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request, e: StarletteHTTPException):
+        return error_response(e.status_code, str(e.detail),
+                              type="not_found_error" if e.status_code == 404 else
+                              "invalid_request_error")
+
+    @app.exception_handler(EngineDeadError)
+    async def engine_dead(_request, e: EngineDeadError):
+        return error_response(503, str(e), type="server_error")
+
+    @app.get("/health")
+    async def health():
+        if not ctx.engine.healthy:
+            return error_response(503, f"engine unhealthy: {ctx.engine.dead_error}",
+                                  type="server_error")
+        return Response(status_code=200)
+
+    @app.get("/version")
+    async def version():
+        return {"version": __version__}
+
+    @app.get("/v1/models")
+    async def models():
+        return ModelList(data=[ModelCard(id=name, root=ctx.model_names[-1],
+                                         max_model_len=ctx.max_model_len)
+                               for name in ctx.model_names[:1]])
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(body: ChatCompletionRequest, raw: Request):
+        result = await chat.create(body, raw.is_disconnected)
+        if body.stream:
+            return StreamingResponse(result, media_type="text/event-stream")
+        return JSONResponse(json.loads(result.model_dump_json()))
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionRequest, raw: Request):
+        result = await completion.create(body, raw.is_disconnected)
+        if body.stream:
+            return StreamingResponse(result, media_type="text/event-stream")
+        return JSONResponse(json.loads(result.model_dump_json()))
+
+    @app.post("/tokenize")
+    async def tokenize(body: TokenizeRequest):
+        ctx.check_model(body.model)
+        if (body.prompt is None) == (body.messages is None):
+            raise APIError("give exactly one of prompt or messages", param="prompt")
+        if body.messages is not None:
+            try:
+                request = ChatCompletionRequest(messages=body.messages)
+            except ValidationError as e:
+                raise APIError(str(e.errors()[0]["msg"]), param="messages") from None
+            from callm.entrypoints.chat_utils import render_chat
+
+            try:
+                text = render_chat(ctx.tokenizer, request.messages,
+                                   chat_template=chat.default_template)
+            except ValueError as e:
+                raise APIError(str(e), param="messages") from None
+            tokens = ctx.tokenizer.encode(text, add_special_tokens=False)
+        else:
+            tokens = ctx.tokenizer.encode(body.prompt, add_special_tokens=body.add_special_tokens)
+        return {"count": len(tokens), "max_model_len": ctx.max_model_len, "tokens": tokens}
+
+    @app.post("/detokenize")
+    async def detokenize(body: DetokenizeRequest):
+        ctx.check_model(body.model)
+        ctx.check_prompt_tokens(body.tokens)
+        return {"prompt": ctx.tokenizer.decode(body.tokens)}
+
+    @app.get("/metrics")
+    async def metrics():
+        return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return app
+
+
+def build_context(engine: AsyncLLMEngine, served_model_name: list[str] | None,
+                  enable_auto_tool_choice: bool, tool_call_parser: str | None,
+                  chat_template: str | None) -> ServingContext:
+    from callm.entrypoints.chat_utils import load_chat_template
+    from callm.metrics import Metrics
+
+    core = engine.engine
+    names = list(served_model_name or []) or [core.config.model]
+    return ServingContext(
+        engine=engine, model_names=names + [core.config.model], max_model_len=core.max_model_len,
+        metrics=Metrics(core, names[0]),
+        chat_template=load_chat_template(chat_template) if chat_template else None,
+        enable_auto_tool_choice=enable_auto_tool_choice, tool_parser_name=tool_call_parser)
