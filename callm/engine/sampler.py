@@ -137,7 +137,7 @@ class Sampler:
             tokens[cut] = ids.gather(1, picked.unsqueeze(1)).squeeze(1)
         return tokens
 
-    def _race(self, logits: torch.Tensor, ids: torch.Tensor | None, generators: list, vocab: int = 0):
+    def _race(self, logits: torch.Tensor, ids: torch.Tensor | None, generators: list, vocab=0):
         """argmax(p / E) with E ~ Exponential(1) picks index i with probability p_i; p need not
         be normalised. `ids` maps columns to token ids (None: column = token id); a seeded
         row's noise is indexed by token id so the column order does not matter. A token at
@@ -157,7 +157,8 @@ class Sampler:
             if g is not None:
                 u = torch.rand(vocab or cols, generator=g)
                 noise[j] = u if ids is None else u[ids[j]]
-        return _argmax(probs.div_(noise.log_().neg_()))  # -log(U) ~ Exp(1); 5x faster than exponential_
+        # -log(U) ~ Exp(1); torch.rand + log is 5x faster than exponential_ on CPU
+        return _argmax(probs.div_(noise.log_().neg_()))
 
 
 def _rows(x: torch.Tensor, idx: list[int]) -> torch.Tensor:
@@ -197,16 +198,18 @@ def _apply_penalties(logits: torch.Tensor, states: list[SamplingState]) -> None:
     flat = logits.view(-1)
     rep_rows = [i for i, s in enumerate(states) if s.params.repetition_penalty != 1.0]
     if rep_rows:
-        seen = torch.cat([
-            _flat_index([states[i].prompt_tensor() for i in rep_rows], rep_rows, vocab),
-            _flat_index([torch.tensor(states[i].output_token_ids, dtype=torch.long) for i in rep_rows],
-                        rep_rows, vocab),
-        ]).unique()
+        prompts = [states[i].prompt_tensor() for i in rep_rows]
+        outputs = [torch.tensor(states[i].output_token_ids, dtype=torch.long) for i in rep_rows]
+        seen = torch.cat(
+            [_flat_index(prompts, rep_rows, vocab), _flat_index(outputs, rep_rows, vocab)]
+        ).unique()
         rep = torch.tensor([s.params.repetition_penalty for s in states])[seen // vocab]
         v = flat[seen]
         flat[seen] = torch.where(v > 0, v / rep, v * rep)
 
-    pen_rows = [i for i, s in enumerate(states) if s.params.presence_penalty or s.params.frequency_penalty]
+    pen_rows = [
+        i for i, s in enumerate(states) if s.params.presence_penalty or s.params.frequency_penalty
+    ]
     if pen_rows:
         outputs = [torch.tensor(states[i].output_token_ids, dtype=torch.long) for i in pen_rows]
         idx, counts = _flat_index(outputs, pen_rows, vocab).unique(return_counts=True)
@@ -230,7 +233,9 @@ def _apply_min_p(logits: torch.Tensor, min_ps: list[float]) -> None:
     logits.masked_fill_(logits < floor, _NEG_INF)
 
 
-def _top_k_top_p(logits: torch.Tensor, params: list[SamplingParams]) -> tuple[torch.Tensor, torch.Tensor]:
+def _top_k_top_p(
+    logits: torch.Tensor, params: list[SamplingParams]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Each row's surviving tokens as (logits, ids) [rows, width], in no set order, -inf padded.
 
     A token survives if its logit is at least the row's cutoff: the k-th best logit (top-k),
@@ -252,12 +257,12 @@ def _top_k_top_p(logits: torch.Tensor, params: list[SamplingParams]) -> tuple[to
         fetch = min(vocab, max([block, *(k[k < vocab] + 1).tolist()]))
         x = _rows(logits, todo.tolist())
         vals, ids = _best(x, fetch)
-        if (k < vocab).any():  # renormalise over the top-k; tokens past it add nothing
+        z, in_k = log_z[todo], None
+        if (k < vocab).any():  # renormalise over the top-k: tokens past it add nothing
             in_k = torch.arange(fetch) < k.unsqueeze(1)
-            z = torch.where(k < vocab, _logsumexp(vals.masked_fill(~in_k, _NEG_INF)), log_z[todo])
-            cum = (vals - z.unsqueeze(1)).clamp_(min=_EXP_FLOOR).exp_().masked_fill_(~in_k, 0).cumsum_(-1)
-        else:
-            cum = (vals - log_z[todo].unsqueeze(1)).clamp_(min=_EXP_FLOOR).exp_().cumsum_(-1)
+            z = torch.where(k < vocab, _logsumexp(vals.masked_fill(~in_k, _NEG_INF)), z)
+        probs = (vals - z.unsqueeze(1)).clamp_(min=_EXP_FLOOR).exp_()
+        cum = (probs if in_k is None else probs.masked_fill_(~in_k, 0)).cumsum_(-1)
         last = (cum < ps[todo].unsqueeze(1)).sum(-1).clamp_(max=k.clamp(max=fetch) - 1)
         cut = vals.gather(1, last.unsqueeze(1))
         tail = vals[:, -1:]
@@ -311,4 +316,5 @@ def _best_ids(x: torch.Tensor, k: int) -> torch.Tensor:
     if x.device.type != "cpu":
         return x.topk(k, -1, sorted=False).indices
     a = x.detach().numpy()
-    return torch.from_numpy(np.ascontiguousarray(np.argpartition(a, a.shape[1] - k, axis=-1)[:, -k:]))
+    ids = np.argpartition(a, a.shape[1] - k, axis=-1)[:, -k:]
+    return torch.from_numpy(np.ascontiguousarray(ids))

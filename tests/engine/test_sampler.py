@@ -53,11 +53,13 @@ def keep_mask(logits, **kw):
 
 def test_greedy_is_argmax():
     logits = rand_logits(8)
-    assert ids(sample(logits, [state(temperature=0.0) for _ in range(8)])) == logits.argmax(-1).tolist()
+    out = sample(logits, [state(temperature=0.0) for _ in range(8)])
+    assert ids(out) == logits.argmax(-1).tolist()
 
 
 @pytest.mark.parametrize(
-    "kw", [dict(temperature=1e-6), dict(top_k=1), dict(top_p=1e-6), dict(top_k=1, top_p=0.5, min_p=0.1)]
+    "kw",
+    [dict(temperature=1e-6), dict(top_k=1), dict(top_p=1e-6), dict(top_k=1, top_p=0.5, min_p=0.1)],
 )
 def test_limits_of_random_sampling_are_greedy(kw):
     logits = rand_logits(16, scale=0.5)  # flat: a random draw would rarely hit the argmax
@@ -145,7 +147,9 @@ def test_seeded_request_ignores_batch_composition(seeded):
         lambda: [state(), state(seed=7), state(**seeded), state(temperature=0), state(top_k=3000)],
         row=2, vocab=vocab,
     )
-    first = run_steps(lambda: [state(**seeded), state(seed=1234, top_p=0.5), state(), state()], row=0, vocab=vocab)
+    first = run_steps(
+        lambda: [state(**seeded), state(seed=1234, top_p=0.5), state(), state()], row=0, vocab=vocab
+    )
     assert alone == crowded == first
     assert len(set(alone)) > 1  # the draws really were random
 
@@ -179,7 +183,9 @@ def test_penalties_exact_values():
 
 def test_penalties_touch_only_their_rows():
     logits = rand_logits(3, vocab=8)
-    states = [state(outputs=[1, 1]), state(outputs=[1, 1], frequency_penalty=1.0), state(outputs=[4])]
+    states = [
+        state(outputs=[1, 1]), state(outputs=[1, 1], frequency_penalty=1.0), state(outputs=[4])
+    ]
     out = logits.clone()
     _apply_penalties(out, states)
     assert torch.equal(out[[0, 2]], logits[[0, 2]])
@@ -263,7 +269,10 @@ def test_logits_processors_apply_to_their_row_only():
 
 def test_logits_processor_may_return_a_new_tensor():
     logits = rand_logits(2, vocab=10)
-    bump = lambda _ids, row: row + torch.nn.functional.one_hot(torch.tensor(3), 10) * 100  # noqa: E731
+
+    def bump(_ids, row):
+        return row + torch.nn.functional.one_hot(torch.tensor(3), 10) * 100
+
     assert ids(sample(logits, [state(temperature=0, logits_processors=[bump])] * 2)) == [3, 3]
 
 
@@ -284,7 +293,8 @@ def test_frequencies_match_distribution(kw, expected):
     if expected is None:
         expected = (probs.sqrt() / probs.sqrt().sum()).tolist()
     n = 20000
-    out = sample(probs.log().repeat(n, 1), [state(**kw)] * n, Sampler(seed=42))  # unseeded: shareable
+    # one unseeded state may stand for many rows: it has no generator to share
+    out = sample(probs.log().repeat(n, 1), [state(**kw)] * n, Sampler(seed=42))
     freq = torch.bincount(torch.tensor(ids(out)), minlength=4) / n
     assert freq.tolist() == pytest.approx(expected, abs=0.015)
 
@@ -293,7 +303,8 @@ def test_seeded_rows_follow_the_distribution_too():
     probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
     n = 5000
     states = [state(seed=i) for i in range(n)]
-    freq = torch.bincount(torch.tensor(ids(sample(probs.log().repeat(n, 1), states))), minlength=4) / n
+    out = sample(probs.log().repeat(n, 1), states)
+    freq = torch.bincount(torch.tensor(ids(out)), minlength=4) / n
     assert freq.tolist() == pytest.approx(probs.tolist(), abs=0.025)
 
 
@@ -345,7 +356,8 @@ def test_ties_at_the_cutoff_survive_and_do_not_depend_on_the_batch():
     for k, p in ((0, 0.5), (0, 0.9), (200, 1.0), (300, 0.8)):
         alone = survivors(tied, [SamplingParams(top_k=k, top_p=p)])[0]
         # a neighbour with a large top-k changes the block sizes this row is read from
-        crowded = survivors(tied.repeat(2, 1), [SamplingParams(top_k=4000), SamplingParams(top_k=k, top_p=p)])[1]
+        pair = [SamplingParams(top_k=4000), SamplingParams(top_k=k, top_p=p)]
+        crowded = survivors(tied.repeat(2, 1), pair)[1]
         assert torch.equal(alone, crowded) and torch.equal(alone, reference_cut(tied[0], k, p))
 
 
@@ -353,7 +365,8 @@ def test_seeded_tokens_with_tied_logits_ignore_batch():
     tied = rand_logits(1, vocab=5000, seed=9, scale=1.5).round()
     alone, crowded = state(seed=11, top_p=0.9), state(seed=11, top_p=0.9)
     a = [Sampler()(tied.clone(), [alone])[0].token_id for _ in range(5)]
-    b = [Sampler()(tied.repeat(3, 1), [state(top_k=4000), crowded, state()])[1].token_id for _ in range(5)]
+    batch = [state(top_k=4000), crowded, state()]
+    b = [Sampler()(tied.repeat(3, 1), batch)[1].token_id for _ in range(5)]
     assert a == b and len(set(a)) > 1
 
 
