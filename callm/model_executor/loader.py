@@ -164,6 +164,11 @@ def _load_gguf_config(path: Path):
     key_length = _field(reader, f"{arch}.attention.key_length")
     if key_length is not None:
         config.head_dim = int(key_length)
+    # transformers assumes no biases; the file tells (Qwen2 always has q/k/v biases)
+    if arch != "qwen2":
+        config.attention_bias = "blk.0.attn_q.bias" in names
+        if arch in _PERMUTED_QK:
+            config.mlp_bias = "blk.0.ffn_up.bias" in names
     embed = next((t for t in reader.tensors if t.name == "token_embd.weight"), None)
     if embed is not None:  # the embedding rows are the vocabulary the weights were built for
         config.vocab_size = int(embed.shape[-1])

@@ -80,24 +80,27 @@ def _llama_cpp_permute(w: np.ndarray, heads: int) -> np.ndarray:
     return w.reshape(heads, 2, head_dim // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def _tiny_hf_model(arch: str, tie: bool):
-    from transformers import LlamaConfig, Qwen2Config, Qwen3Config
+def _tiny_hf_model(arch: str, tie: bool, bias: bool):
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config, Qwen3Config
 
     cls = {"llama": LlamaConfig, "qwen2": Qwen2Config, "qwen3": Qwen3Config}[arch]
-    # qwen3 gets heads narrower than hidden / heads, as the real Qwen3 models have wider ones
+    # qwen3's head size is not hidden / heads, as in the real Qwen3 models
     config = cls(vocab_size=96, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
                  num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=tie,
                  max_position_embeddings=512, rms_norm_eps=1e-6, rope_theta=50000.0,
-                 head_dim=32 if arch == "qwen3" else 64)
+                 head_dim=32 if arch == "qwen3" else 64,
+                 **({"attention_bias": True} if bias else {}))
     torch.manual_seed(0)
-    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():  # no all-ones norms or zero biases that would hide a mix-up
+        for param in model.parameters():
+            param.normal_()
+    return model, config
 
-    return AutoModelForCausalLM.from_config(config), config
 
-
-def _write_tiny_gguf(path, arch: str, tie: bool = False, types=None):
+def _write_tiny_gguf(path, arch: str, tie: bool = False, bias: bool = False):
     """A GGUF of a random tiny HF model. Returns (HF state dict, types used)."""
-    model, config = _tiny_hf_model(arch, tie)
+    model, config = _tiny_hf_model(arch, tie, bias)
     state = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
     writer = gguf.GGUFWriter(str(path), arch)
     writer.add_name(f"tiny {arch}")
@@ -129,7 +132,7 @@ def _write_tiny_gguf(path, arch: str, tie: bool = False, types=None):
             values = _llama_cpp_permute(values, config.num_key_value_heads)
         qtype = Q.F32
         if values.ndim == 2:  # every block type in turn; K-types need rows of 256
-            qtype = (types or {}).get(name) or _BLOCKS[i % len(_BLOCKS)]
+            qtype = _BLOCKS[i % len(_BLOCKS)]
             i += 1
             if qtype in _K_SCALE_BYTES and values.shape[1] % 256:
                 qtype = Q.Q8_0
@@ -144,26 +147,27 @@ def _write_tiny_gguf(path, arch: str, tie: bool = False, types=None):
     return state, used
 
 
-@pytest.mark.parametrize("arch,tie", [("llama", True), ("llama", False), ("qwen2", False),
-                                      ("qwen3", True)])
-def test_tiny_gguf_matches_transformers(tmp_path, arch, tie):
+@pytest.mark.parametrize("arch,tie,bias", [("llama", True, False), ("llama", False, True),
+                                           ("qwen2", False, False), ("qwen3", True, False)])
+def test_tiny_gguf_matches_transformers(tmp_path, arch, tie, bias):
     path = tmp_path / f"tiny-{arch}.gguf"
-    original, used = _write_tiny_gguf(path, arch, tie)
+    original, used = _write_tiny_gguf(path, arch, tie, bias)
     assert set(_BLOCKS) <= set(used.values())
+    assert bias == (arch == "llama" and "model.layers.0.self_attn.q_proj.bias" in used)
 
     config = load_config(path)
-    classes = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
+    classes = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
+               "qwen3": "Qwen3ForCausalLM"}
     assert config.model_type == arch and config.architectures == [classes[arch]]
     assert (config.num_hidden_layers, config.hidden_size, config.intermediate_size) == (2, 256, 512)
     assert (config.num_attention_heads, config.num_key_value_heads) == (4, 2)
     assert config.head_dim == (32 if arch == "qwen3" else 64)
+    assert getattr(config, "attention_bias", True) is (bias or arch == "qwen2")
     assert config.rms_norm_eps == 1e-6 and config.rope_parameters["rope_theta"] == 50000.0
     assert config.vocab_size == 96 and config.tie_word_embeddings is tie
     assert config.max_position_embeddings == 512
 
     ours = dict(iter_weights(path, config))
-    reference, _ = _transformers_weights(path, config)
-    _assert_same_weights(ours, reference, tie)
     # independently of transformers: a row permutation commutes with row-wise quantization, so
     # undoing llama.cpp's permutation gives back the quantized original rows
     for name, qtype in used.items():
@@ -171,17 +175,26 @@ def test_tiny_gguf_matches_transformers(tmp_path, arch, tie):
             expected = gguf.quants.dequantize(_encode(original[name], qtype, None), qtype)
             expected = expected.reshape(original[name].shape)
             np.testing.assert_array_equal(ours[name].numpy(), expected)
+    reference, _ = _transformers_weights(path, config)
+    _assert_same_weights(ours, reference, tie)
 
 
-def test_transformers_gets_qwen3_head_dim_from_its_default(tmp_path):
-    """Why load_config reads attention.key_length: transformers' GGUF config leaves head_dim at
-    Qwen3Config's default (128), right for the released Qwen3 models only by coincidence."""
+def test_what_transformers_gguf_config_misses(tmp_path):
+    """Why load_config looks into the file itself."""
     from transformers import AutoConfig
 
-    path = tmp_path / "tiny-qwen3.gguf"
-    _write_tiny_gguf(path, "qwen3")
-    assert AutoConfig.from_pretrained(str(tmp_path), gguf_file=path.name).head_dim == 128
-    assert load_config(path).head_dim == 32
+    qwen3, llama = tmp_path / "tiny-qwen3.gguf", tmp_path / "tiny-llama.gguf"
+    _write_tiny_gguf(qwen3, "qwen3")
+    _write_tiny_gguf(llama, "llama", bias=True)
+    theirs = AutoConfig.from_pretrained(str(tmp_path), gguf_file=qwen3.name)
+    # head_dim is left at Qwen3Config's default (128): right for the released Qwen3 models
+    # only by coincidence; the file's attention.key_length says 32
+    assert theirs.head_dim == 128 and load_config(qwen3).head_dim == 32
+    assert not theirs.architectures  # the model registry needs it
+    theirs = AutoConfig.from_pretrained(str(tmp_path), gguf_file=llama.name)
+    # q/k/v/o biases go unnoticed (transformers' model then drops them without a word)
+    assert theirs.attention_bias is False and load_config(llama).attention_bias is True
+    assert theirs.rms_norm_eps == float(np.float32(1e-6)) != 1e-6 == load_config(llama).rms_norm_eps
 
 
 def test_gguf_conversion_is_cached(tmp_path, monkeypatch):
