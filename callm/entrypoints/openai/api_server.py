@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from callm import __version__
@@ -45,23 +46,57 @@ class DetokenizeRequest(BaseModel):
     tokens: list[int]
 
 
+class _Guard:
+    """API key on every /v1 route; refuse oversized bodies before reading them.
+
+    A plain ASGI middleware: Starlette's `@app.middleware("http")` (BaseHTTPMiddleware) hides
+    the client's disconnect from `Request.is_disconnected()`, so an abandoned non-streamed
+    request would run to the end holding its KV blocks."""
+
+    def __init__(self, app, api_key: str | None):
+        self.app, self.api_key = app, api_key
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            headers = Headers(scope=scope)
+            if self.api_key and scope["path"].startswith("/v1"):
+                given = headers.get("authorization", "")
+                if not hmac.compare_digest(given.encode(), f"Bearer {self.api_key}".encode()):
+                    response = error_response(401, "Incorrect or missing API key.",
+                                              type="authentication_error",
+                                              code="invalid_api_key")
+                    return await response(scope, receive, send)
+            length = headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+                response = error_response(413, f"Request body larger than {MAX_BODY_BYTES} bytes.")
+                return await response(scope, receive, send)
+            if length is None:  # chunked: count the bytes as they arrive
+                receive = _limited(receive)
+        await self.app(scope, receive, send)
+
+
+def _limited(receive):
+    received = 0
+
+    async def limited_receive():
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > MAX_BODY_BYTES:  # raised while the body is read: answered as 413
+                raise StarletteHTTPException(413, f"Request body larger than {MAX_BODY_BYTES} "
+                                                  "bytes.")
+        return message
+
+    return limited_receive
+
+
 def build_app(ctx: ServingContext, api_key: str | None = None) -> FastAPI:
     app = FastAPI(title="callm", version=__version__)
     chat = OpenAIServingChat(ctx)
     completion = OpenAIServingCompletion(ctx)
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        """API key on every /v1 route; refuse oversized bodies before reading them."""
-        if api_key and request.url.path.startswith("/v1"):
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
-                return error_response(401, "Incorrect or missing API key.",
-                                      type="authentication_error", code="invalid_api_key")
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return error_response(413, f"Request body larger than {MAX_BODY_BYTES} bytes.")
-        return await call_next(request)
+    app.add_middleware(_Guard, api_key=api_key)
 
     @app.exception_handler(APIError)
     async def api_error(_request, e: APIError):
@@ -72,8 +107,11 @@ def build_app(ctx: ServingContext, api_key: str | None = None) -> FastAPI:
         first = e.errors()[0] if e.errors() else {}
         loc = [str(p) for p in first.get("loc", ()) if p != "body"]
         message = first.get("msg", "invalid request")
-        if first.get("type") == "json_invalid":
-            message = "The request body is not valid JSON."
+        if first.get("type") == "json_invalid":  # its loc is a character offset, not a field
+            reason = (first.get("ctx") or {}).get("error")
+            at = f" at character {loc[0]}" if loc else ""
+            return error_response(400, "The request body is not valid JSON"
+                                  + (f" ({reason}{at})." if reason else f"{at}."))
         where = ".".join(loc)
         return error_response(400, f"{where}: {message}" if where else message,
                               param=loc[0] if loc else None)
