@@ -83,8 +83,10 @@ class Worker:
         attn_layers = [layer.self_attn.attn for layer in model.model.layers]
         first = attn_layers[0]
         kv_dtype = kv_dtype or next(model.parameters()).dtype
-        shape = (len(attn_layers), 2, num_blocks, block_size, first.num_kv_heads, first.head_dim)
-        self.kv_cache = torch.zeros(shape, dtype=kv_dtype)
+        layer_shape = first.backend.cache_shape(num_blocks, block_size, first.num_kv_heads,
+                                                first.head_dim)
+        # Zeroed (never garbage): masked-out padding must not hold NaNs.
+        self.kv_cache = torch.zeros((len(attn_layers), 2, *layer_shape), dtype=kv_dtype)
         for layer, cache in zip(attn_layers, self.kv_cache):
             layer.kv_cache = (cache[0], cache[1])
 
