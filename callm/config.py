@@ -23,9 +23,14 @@ class EngineConfig:
     tokenizer: str | None = None  # default: the model's own
     chat_template: str | None = None  # template text or file; default: the model's (or ours)
     tool_call_parser: str | None = None
+    structured_outputs_backend: str = "xgrammar"  # "xgrammar" | "llguidance" | "outlines"
 
     def __post_init__(self):
         if self.block_size < 1 or self.max_num_seqs < 1 or self.max_num_batched_tokens < 1:
             raise ValueError("block_size, max_num_seqs and max_num_batched_tokens must be >= 1")
+        if self.structured_outputs_backend not in ("xgrammar", "llguidance", "outlines"):
+            raise ValueError(f"unknown structured outputs backend "
+                             f"{self.structured_outputs_backend!r}; use xgrammar, llguidance "
+                             "or outlines")
         if self.dtype not in ("bfloat16", "float32", "float16", "auto"):
             raise ValueError(f"unsupported dtype {self.dtype!r}; use bfloat16 or float32")

@@ -7,7 +7,7 @@ this file with `callm serve --tool-parser-plugin examples/tool_parser_plugin.py
     [project.entry-points."callm.tool_parsers"]
     functioncall = "tool_parser_plugin:FunctionCallToolParser"
 
-Because the format is declared rather than hand-parsed, streaming, chunking and (later) the
+Because the format is declared rather than hand-parsed, streaming, chunking and the
 grammar for `tool_choice="required"` come with it.
 """
 

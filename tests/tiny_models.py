@@ -14,14 +14,16 @@ ARCHES = {
 }
 
 
-def save_tiny_model(folder: Path, arch: str = "llama", seed: int = 0) -> Path:
-    """Write a 2-layer random model over SmolLM2's tokenizer (and chat template) to `folder`."""
+def save_tiny_model(folder: Path, arch: str = "llama", seed: int = 0, **overrides) -> Path:
+    """Write a 2-layer random model over SmolLM2's tokenizer (and chat template) to `folder`;
+    `overrides` change config fields (e.g. num_attention_heads=6, num_key_value_heads=3)."""
     tokenizer = load_tokenizer("smollm2-135m-instruct")
     config_cls, architecture = ARCHES[arch]
-    config = config_cls(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-                        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                        max_position_embeddings=1024, tie_word_embeddings=True,
-                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    fields = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                  max_position_embeddings=1024, tie_word_embeddings=True,
+                  bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = config_cls(**{**fields, **overrides})
     config.architectures = [architecture]
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)

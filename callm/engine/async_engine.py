@@ -18,6 +18,8 @@ from callm.engine.sampling_params import SamplingParams
 
 logger = logging.getLogger(__name__)
 
+HEALTH_CHECK_INTERVAL_S = 1.0  # while idle, how often the loop checks the workers are alive
+
 
 class EngineDeadError(RuntimeError):
     """The engine loop failed; requests cannot be served until restart."""
@@ -106,7 +108,9 @@ class AsyncLLMEngine:
             while not self._stopped:
                 self._apply_commands()
                 if not self.engine.has_unfinished_requests():
-                    self._wakeup.wait()
+                    # idle: a worker that dies now still turns /health unhealthy
+                    if not self._wakeup.wait(HEALTH_CHECK_INTERVAL_S):
+                        self.engine.check_health()
                     self._wakeup.clear()
                     continue
                 for output in self.engine.step():

@@ -18,6 +18,7 @@ from callm.engine.request import Request, RequestOutput
 from callm.engine.sampler import Sampler, SamplingState
 from callm.engine.sampling_params import SamplingParams
 from callm.engine.scheduler import Scheduler
+from callm.engine.structured_output import StructuredOutputManager
 from callm.model_executor.worker import SequenceInput
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def eos_token_ids(tokenizer) -> frozenset[int]:
 
 class LLMEngine:
     def __init__(self, config: EngineConfig | None = None, **kwargs):
-        from callm.model_executor.executor import UniExecutor
+        from callm.model_executor.executor import make_executor
         from callm.model_executor.loader import load_config
         from callm.model_files import load_tokenizer, resolve_model
         from callm.plugins import load_general_plugins
@@ -50,13 +51,18 @@ class LLMEngine:
         model_config = load_config(self.model_path)
         context = getattr(model_config, "max_position_embeddings", None) or MAX_DEFAULT_CONTEXT
         self.max_model_len = config.max_model_len or min(context, MAX_DEFAULT_CONTEXT)
-        self.executor = UniExecutor(config, self.model_path, self.max_model_len)
+        # uni / mp / ray by tensor_parallel_size and distributed_executor_backend
+        self.executor = make_executor(config, self.model_path, self.max_model_len)
         self.block_manager = BlockManager(self.executor.num_blocks, config.block_size,
                                           config.enable_prefix_caching)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs,
                                    config.max_num_batched_tokens)
         self.sampler = Sampler()
         self.eos_token_ids = eos_token_ids(self.tokenizer)
+        # grammars for structured outputs / tool calls; backends load on first use
+        self.structured_outputs = StructuredOutputManager(
+            self.tokenizer, getattr(model_config, "vocab_size", None) or len(self.tokenizer),
+            self.eos_token_ids, config.structured_outputs_backend)
         self.groups: dict[str, list[Request]] = {}
         kv_tokens = self.executor.num_blocks * config.block_size
         logger.info("model %s (%s), dtype %s: %d KV blocks of %d tokens = %d tokens of KV cache, "
@@ -89,6 +95,9 @@ class LLMEngine:
         vocab = len(self.tokenizer)
         if any(not 0 <= t < vocab for t in prompt_ids):
             raise ValueError(f"prompt token ids must be in [0, {vocab})")
+        grammar = None  # compiled (or cached) here: a bad schema is the caller's ValueError
+        if params.structured_outputs is not None:
+            grammar = self.structured_outputs.compile(params.structured_outputs)
         children = []
         for index in range(params.n):
             detokenizer = IncrementalDetokenizer(
@@ -99,6 +108,8 @@ class LLMEngine:
                 SamplingState.create(params, prompt_ids, seed_offset=index,
                                      eos_token_ids=self.eos_token_ids),
                 detokenizer, self.eos_token_ids))
+            if grammar is not None:
+                children[-1].grammar = self.structured_outputs.new_matcher(grammar)
         self.groups[request_id] = children
         for child in children:
             self.scheduler.add(child)
@@ -132,11 +143,33 @@ class LLMEngine:
                 ready.append(req)
         touched = {req.request_id for req, _ in scheduled}
         if ready:
-            sampled = self.sampler(logits[ready_rows], [req.sampling for req in ready])
+            ready_logits = logits[ready_rows]
+            if any(req.grammar is not None for req in ready):
+                ready, ready_logits = self._apply_grammars(ready, ready_logits)
+        if ready:
+            sampled = self.sampler(ready_logits, [req.sampling for req in ready])
             now = time.monotonic()
             for req, token in zip(ready, sampled):
                 self._append_token(req, token, now)
         return self._outputs(touched)
+
+    def _apply_grammars(self, ready: list[Request], logits):
+        """Mask the logits of requests with a grammar (one bitmask for the batch). A request
+        whose grammar allows nothing but the end of its output finishes here ("stop")."""
+        logits = logits.float()
+        ended = self.structured_outputs.apply_bitmask(logits, [req.grammar for req in ready])
+        if not ended:
+            return ready, logits
+        now = time.monotonic()
+        for i in ended:
+            req = ready[i]
+            req.finish_reason = "stop"
+            if not req.detokenizer.finished:
+                req.detokenizer.flush()
+            req.finish_time = now
+            self.scheduler.finish(req)
+        keep = [i for i in range(len(ready)) if i not in set(ended)]
+        return [ready[i] for i in keep], logits[keep]
 
     def _append_token(self, req: Request, token, now: float) -> None:
         t = token.token_id
@@ -149,7 +182,12 @@ class LLMEngine:
                                  "top": token.top_logprobs or []})
             req.cumulative_logprob += token.logprob
         params = req.params
-        if t in self.eos_token_ids and not params.ignore_eos:
+        if req.grammar is not None and t not in self.eos_token_ids and \
+                not req.grammar.accept_token(t):  # cannot happen unless logits were all -inf
+            logger.error("request %s: sampled token %d is outside its grammar; stopping it",
+                         req.request_id, t)
+            req.finish_reason = "stop"
+        elif t in self.eos_token_ids and not params.ignore_eos:
             req.finish_reason = "stop"
         elif t in params.stop_token_ids:
             req.finish_reason, req.stop_reason = "stop", t
@@ -196,5 +234,11 @@ class LLMEngine:
                 del self.groups[rid]
         return outputs
 
+    def check_health(self) -> None:
+        """Raise the executor's WorkerDiedError if a worker has died (even while idle)."""
+        self.executor.check_health()
+
     def shutdown(self) -> None:
+        """Stop the workers (processes, Ray actors; Ray itself if the engine started it).
+        Idempotent; also runs at interpreter exit for an executor never shut down."""
         self.executor.shutdown()

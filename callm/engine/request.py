@@ -58,6 +58,9 @@ class Request:
     sampling: object  # engine.sampler.SamplingState
     detokenizer: object  # engine.detokenizer.IncrementalDetokenizer
     eos_token_ids: frozenset[int] = frozenset()
+    # engine.structured_output.GrammarMatcher when the output must follow a grammar; advanced
+    # with every sampled token and never rolled back (preemption keeps the generated tokens)
+    grammar: object | None = None
     token_ids: list[int] = field(default_factory=list)  # prompt + outputs
     num_computed_tokens: int = 0
     num_cached_tokens: int = 0

@@ -22,6 +22,66 @@ MAX_LOGPROBS = 20  # OpenAI's top_logprobs limit
 # (output_token_ids, logits[vocab]) -> logits[vocab]; may modify logits in place and return it.
 LogitsProcessor = Callable[[list[int], "torch.Tensor"], "torch.Tensor"]
 
+STRUCTURED_OUTPUT_KINDS = ("json", "json_object", "regex", "choice", "grammar", "structural_tag")
+STRUCTURED_OUTPUT_BACKENDS = ("xgrammar", "llguidance", "outlines")
+
+
+@dataclass
+class StructuredOutputsParams:
+    """A constraint on the whole output, enforced while decoding (vLLM's names).
+
+    At most one of the constraint fields is set: `json` (a JSON Schema, dict or JSON text),
+    `json_object` (any JSON object), `regex`, `choice` (one of these strings), `grammar` (Lark,
+    or EBNF/GBNF when it contains `::=`), `structural_tag` (xgrammar's structural-tag JSON:
+    what tool calls in a model's own format compile to). `backend` picks the grammar engine
+    for this request ("xgrammar", "llguidance", "outlines"); None: the engine's default.
+    Params with only `backend` set constrain nothing by themselves.
+    """
+
+    json: str | dict | None = None
+    json_object: bool = False
+    regex: str | None = None
+    choice: list[str] | None = None
+    grammar: str | None = None
+    structural_tag: str | dict | None = None
+    backend: str | None = None
+
+    def __post_init__(self):
+        if isinstance(self.json, str):
+            import json
+
+            try:
+                self.json = json.loads(self.json)
+            except ValueError as e:
+                raise ValueError(f"structured_outputs.json is not valid JSON: {e}") from None
+        if self.json is not None and not isinstance(self.json, dict | bool):
+            raise ValueError("structured_outputs.json must be a JSON Schema object")
+        if self.choice is not None:
+            self.choice = list(self.choice)
+            if not self.choice or not all(isinstance(c, str) for c in self.choice):
+                raise ValueError("structured_outputs.choice must be a non-empty list of strings")
+        for name in ("regex", "grammar"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ValueError(f"structured_outputs.{name} must be a non-empty string")
+        set_kinds = [k for k in STRUCTURED_OUTPUT_KINDS if getattr(self, k) not in (None, False)]
+        if len(set_kinds) > 1:
+            raise ValueError("structured_outputs takes one constraint, got "
+                             + " and ".join(set_kinds))
+        if self.backend is not None and self.backend not in STRUCTURED_OUTPUT_BACKENDS:
+            raise ValueError(f"unknown structured outputs backend {self.backend!r}; use one of "
+                             f"{', '.join(STRUCTURED_OUTPUT_BACKENDS)}")
+
+    @property
+    def kind(self) -> str | None:
+        """Which constraint is set (None: none)."""
+        return next((k for k in STRUCTURED_OUTPUT_KINDS if getattr(self, k) not in (None, False)),
+                    None)
+
+    def spec(self):
+        """The constraint's value (a schema, a pattern, a list of choices, ...)."""
+        return getattr(self, self.kind) if self.kind else None
+
 
 @dataclass
 class SamplingParams:
@@ -45,6 +105,8 @@ class SamplingParams:
     skip_special_tokens: bool = True
     include_stop_str_in_output: bool = False
     logits_processors: list[LogitsProcessor] | None = field(default_factory=list)
+    # a grammar the output must follow (JSON Schema, regex, choice, grammar, tool calls)
+    structured_outputs: StructuredOutputsParams | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # room for later features
 
     def __post_init__(self):
@@ -57,6 +119,8 @@ class SamplingParams:
             self.stop = list(self.stop)
         self.stop_token_ids = list(self.stop_token_ids or [])
         self.logits_processors = list(self.logits_processors or [])
+        if isinstance(self.structured_outputs, dict):
+            self.structured_outputs = StructuredOutputsParams(**self.structured_outputs)
         self._validate()
 
     def _validate(self) -> None:
@@ -98,6 +162,9 @@ class SamplingParams:
             raise bad("logprobs", f"an integer in [0, {MAX_LOGPROBS}] or None")
         if not all(callable(p) for p in self.logits_processors):
             raise bad("logits_processors", "a list of callables")
+        if self.structured_outputs is not None and \
+                not isinstance(self.structured_outputs, StructuredOutputsParams):
+            raise bad("structured_outputs", "a StructuredOutputsParams (or a dict of its fields)")
 
     @property
     def greedy(self) -> bool:

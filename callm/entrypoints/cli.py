@@ -46,7 +46,8 @@ def _serve(args: argparse.Namespace) -> int:
         tensor_parallel_size=args.tensor_parallel_size,
         distributed_executor_backend=args.distributed_executor_backend,
         attention_backend=args.attention_backend, chat_template=args.chat_template,
-        tool_call_parser=args.tool_call_parser)
+        tool_call_parser=args.tool_call_parser,
+        structured_outputs_backend=args.structured_outputs_backend)
     engine = AsyncLLMEngine(LLMEngine(config))
     ctx = build_context(engine, args.served_model_name, args.enable_auto_tool_choice,
                         args.tool_call_parser, args.chat_template)
@@ -109,6 +110,10 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tensor-parallel-size", type=int, default=1)
     p.add_argument("--distributed-executor-backend", choices=["uni", "mp", "ray"])
     p.add_argument("--attention-backend", choices=["torch", "triton"])
+    p.add_argument("--structured-outputs-backend", default="xgrammar",
+                   choices=["xgrammar", "llguidance", "outlines"],
+                   help="grammar engine for tool_choice required/named, strict tools, "
+                        "response_format and structured_outputs (default: xgrammar)")
     p.add_argument("--uvicorn-log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug", "trace"])
 

@@ -28,6 +28,17 @@ class LLM:
         self.tokenizer = self.engine.tokenizer
         self._ids = itertools.count()
 
+    def shutdown(self) -> None:
+        """Stop the engine's workers (tensor-parallel processes or Ray actors); also done at
+        interpreter exit, and by `with LLM(...) as llm:`."""
+        self.engine.shutdown()
+
+    def __enter__(self) -> "LLM":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
     def generate(self, prompts: str | Sequence[str] | Sequence[list[int]],
                  sampling_params: SamplingParams | Sequence[SamplingParams] | None = None,
                  use_tqdm: bool = True) -> list[RequestOutput]:
@@ -38,50 +49,76 @@ class LLM:
 
     def chat(self, messages: Sequence[dict] | Sequence[Sequence[dict]],
              sampling_params: SamplingParams | Sequence[SamplingParams] | None = None,
-             tools: Sequence[dict | Callable] | None = None, tool_choice: str | dict = "auto",
+             tools: Sequence[dict | Callable] | Sequence[Sequence[dict | Callable]] | None = None,
+             tool_choice: str | dict | Sequence[str | dict] = "auto",
              chat_template: str | None = None, tool_call_parser: str | None = None,
              add_generation_prompt: bool = True, chat_template_kwargs: dict | None = None,
-             use_tqdm: bool = True) -> list[RequestOutput]:
+             use_tqdm: bool = True, parallel_tool_calls: bool = True) -> list[RequestOutput]:
         """Answer one conversation or a list of them; with `tools`, each output's `tool_calls`
-        holds the calls parsed from its text (None when the model called nothing)."""
+        holds the calls parsed from its text (None when the model called nothing).
+
+        `tools` and `tool_choice` are one for all conversations, or a list with one per
+        conversation. `tool_choice` as in OpenAI: "auto", "none", "required" (at least one
+        call; exactly one when `parallel_tool_calls` is False) or
+        `{"type": "function", "function": {"name": F}}` (exactly one call of F).
+        required/named are enforced by a grammar written in the tool parser's own format, so
+        the arguments always match the tool's JSON Schema; `strict` tools are enforced the
+        same way in auto mode once the model starts a call."""
         from callm.entrypoints.chat_utils import default_chat_template, function_to_tool, render_chat
         from callm.entrypoints.openai.protocol import ChatCompletionRequest
+        from callm.tool_parsers.grammar import merge_constraints, plan_tool_choice
 
         conversations = [messages] if messages and isinstance(messages[0], dict) else messages
-        tool_dicts = [t if isinstance(t, dict) else function_to_tool(t) for t in tools or []]
+        per_conversation = bool(tools) and isinstance(tools[0], list | tuple)
+        tool_lists = [[t if isinstance(t, dict) else function_to_tool(t) for t in ts or []]
+                      for ts in (tools if per_conversation else [tools] * len(conversations))]
+        choices = (list(tool_choice) if isinstance(tool_choice, list | tuple)
+                   else [tool_choice] * len(conversations))
+        if len(choices) != len(conversations) or len(tool_lists) != len(conversations):
+            raise ValueError(f"{len(tool_lists)} tool lists and {len(choices)} tool choices for "
+                             f"{len(conversations)} conversations")
         template = (chat_template or self.engine.config.chat_template
                     or default_chat_template(self.tokenizer, self.engine.config.model))
         parser_cls = None
-        if tool_dicts and tool_choice != "none":
-            if tool_choice != "auto":
-                raise ValueError(f"tool_choice={tool_choice!r} needs structured outputs, which "
-                                 "this version does not have yet; use 'auto' or 'none'")
-            parser_cls = self._tool_parser(tool_call_parser, template)
-        rendered, requests = [], []
-        for conversation in conversations:
+        if any(ts and c != "none" for ts, c in zip(tool_lists, choices)):
+            # auto needs the model's parser; required/named fall back to the Hermes encoding
+            parser_cls = self._tool_parser(tool_call_parser, template, required=any(
+                ts and c == "auto" for ts, c in zip(tool_lists, choices)))
+        rendered, requests, plans = [], [], []
+        for conversation, choice, tool_dicts in zip(conversations, choices, tool_lists):
             request = ChatCompletionRequest(messages=list(conversation), tools=tool_dicts or None,
-                                            tool_choice=tool_choice if tool_dicts else None)
-            if parser_cls is not None:
-                request = parser_cls(self.tokenizer).adjust_request(request)
+                                            tool_choice=choice if tool_dicts else None,
+                                            parallel_tool_calls=parallel_tool_calls)
+            plan = plan_tool_choice(request, parser_cls)
+            if plan.parser_cls is not None:
+                request = plan.parser_cls(self.tokenizer).adjust_request(request)
             requests.append(request)
+            plans.append(plan)
             prompt = render_chat(self.tokenizer, request.messages, tools=tool_dicts or None,
                                  chat_template=template,
                                  add_generation_prompt=add_generation_prompt,
                                  chat_template_kwargs=chat_template_kwargs)
             rendered.append((prompt, False))
         params = self._per_prompt(sampling_params, len(rendered))
-        if parser_cls is not None:  # keep marker tokens in the text for the parser
-            params = [_with(p, skip_special_tokens=r.skip_special_tokens)
-                      for p, r in zip(params, requests)]
+        params = [p if plan.parser_cls is None else _with(  # keep marker tokens in the text
+                      p, skip_special_tokens=r.skip_special_tokens,
+                      structured_outputs=merge_constraints(p.structured_outputs,
+                                                           plan.structured_outputs))
+                  for p, r, plan in zip(params, requests, plans)]
         outputs = self._run(rendered, params, use_tqdm)
-        if parser_cls is not None:
-            for output, request in zip(outputs, requests):
-                for completion in output.outputs:
-                    info = parser_cls(self.tokenizer).extract_tool_calls(completion.text, request)
-                    completion.tool_calls = info.tool_calls if info.tools_called else None
+        for output, request, plan in zip(outputs, requests, plans):
+            if plan.parser_cls is None:
+                continue
+            for completion in output.outputs:
+                info = plan.parser_cls(self.tokenizer).extract_tool_calls(completion.text,
+                                                                          request)
+                calls = info.tool_calls if parallel_tool_calls else info.tool_calls[:1]
+                completion.tool_calls = calls if info.tools_called else None
         return outputs
 
-    def _tool_parser(self, name: str | None, template: str | None):
+    def _tool_parser(self, name: str | None, template: str | None, required: bool = True):
+        """The tool parser class: named, the engine's, or implied by the chat template. None
+        when none is known and `required` is False; else ValueError."""
         from callm.tool_parsers import ToolParserManager
 
         name = name or self.engine.config.tool_call_parser
@@ -89,6 +126,8 @@ class LLM:
             template = template or getattr(self.tokenizer, "chat_template", None) or ""
             name = next((p for marker, p in TEMPLATE_PARSERS if marker in template), None)
         if name is None:
+            if not required:
+                return None
             raise ValueError("tools were given but no tool_call_parser was set, and the chat "
                              "template does not show which format the model writes")
         return ToolParserManager.get_tool_parser(name)

@@ -32,7 +32,8 @@ import torch
 
 from callm.model_files import cache_dir
 
-__all__ = ["SUPPORTED_ARCHITECTURES", "load_config", "iter_weights", "gguf_cache_folder"]
+__all__ = ["SUPPORTED_ARCHITECTURES", "load_config", "iter_weights", "gguf_cache_folder",
+           "WeightSlice"]
 
 # GGUF `general.architecture` / HF `model_type` -> the HF class the model registry looks up
 SUPPORTED_ARCHITECTURES = {
@@ -178,24 +179,52 @@ def _load_gguf_config(path: Path):
 # --- weights ------------------------------------------------------------------------------
 
 
-def iter_weights(path: str | os.PathLike, config, *,
-                 use_cache: bool = True) -> Iterator[tuple[str, torch.Tensor]]:
+def iter_weights(path: str | os.PathLike, config, *, use_cache: bool = True,
+                 lazy: bool = False) -> Iterator[tuple[str, torch.Tensor]]:
     """`(HF parameter name, CPU tensor)` for every tensor of a .gguf file or an HF folder.
 
     GGUF tensors come out float32 in HF layout ([out_features, in_features] for linear
     weights); no `lm_head.weight` when the file ties it to the embedding. Folder tensors come
     out as stored (the caller casts). Tensors are made one at a time (or memory-mapped from
     safetensors), so a caller that copies each into its model holds no second copy of it.
+
+    `lazy=True` (tensor-parallel ranks): tensors read from safetensors — a folder, or a GGUF's
+    converted cache — come as `WeightSlice`s, read only where indexed, so each rank reads just
+    its own rows or columns. A GGUF without its cache is dequantized whole tensor by tensor.
     """
     path = Path(path)
     if path.is_dir():
-        return _iter_folder(path)
+        return _iter_folder(path, lazy)
     if not _is_gguf(path):
         raise ValueError(f"{path} is neither a .gguf file nor a Hugging Face model folder")
-    return _iter_gguf(path, config, use_cache)
+    return _iter_gguf(path, config, use_cache, lazy)
 
 
-def _iter_folder(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
+class WeightSlice:
+    """A checkpoint tensor not read yet: `w[a:b]`, `w[:, a:b]` read just those elements from
+    the memory-mapped safetensors file, `w[...]` reads all of it; `to(dtype)` casts on read.
+    Valid while the iteration that produced it is at that tensor."""
+
+    def __init__(self, handle, name: str, dtype: torch.dtype | None = None):
+        self.name = name
+        self._slice = handle.get_slice(name)
+        self.shape = torch.Size(self._slice.get_shape())
+        self.dtype = dtype
+
+    def to(self, dtype: torch.dtype) -> "WeightSlice":
+        other = object.__new__(WeightSlice)
+        other.__dict__.update(self.__dict__, dtype=dtype)
+        return other
+
+    def __getitem__(self, index) -> torch.Tensor:
+        tensor = self._slice[index]
+        return tensor if self.dtype is None else tensor.to(self.dtype)
+
+    def __repr__(self) -> str:
+        return f"WeightSlice({self.name!r}, shape={tuple(self.shape)})"
+
+
+def _iter_folder(path: Path, lazy: bool = False) -> Iterator[tuple[str, torch.Tensor]]:
     index = path / "model.safetensors.index.json"
     if index.is_file():  # sharded: only the shards the index names (Mistral repos ship extras)
         files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
@@ -206,16 +235,16 @@ def _iter_folder(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
             raise ValueError(f"{path} holds only pytorch_model*.bin weights, which are not "
                              "supported (pickle files): convert them to safetensors")
         raise ValueError(f"{path} has no *.safetensors weights")
-    return _iter_safetensors([path / f for f in files])
+    return _iter_safetensors([path / f for f in files], lazy)
 
 
-def _iter_safetensors(files: list[Path]) -> Iterator[tuple[str, torch.Tensor]]:
+def _iter_safetensors(files: list[Path], lazy: bool = False) -> Iterator[tuple[str, torch.Tensor]]:
     from safetensors import safe_open
 
     for file in files:
         with safe_open(str(file), framework="pt") as f:
             for name in f.keys():
-                yield name, f.get_tensor(name)
+                yield name, WeightSlice(f, name) if lazy else f.get_tensor(name)
 
 
 def gguf_cache_folder(path: str | os.PathLike) -> Path:
@@ -227,7 +256,8 @@ def gguf_cache_folder(path: str | os.PathLike) -> Path:
     return cache_dir() / "gguf" / f"{path.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
-def _iter_gguf(path: Path, config, use_cache: bool) -> Iterator[tuple[str, torch.Tensor]]:
+def _iter_gguf(path: Path, config, use_cache: bool,
+               lazy: bool = False) -> Iterator[tuple[str, torch.Tensor]]:
     cached = gguf_cache_folder(path) / "model.safetensors"
     if use_cache and cached.is_file():
         try:
@@ -238,7 +268,7 @@ def _iter_gguf(path: Path, config, use_cache: bool) -> Iterator[tuple[str, torch
         except Exception:
             pass
         else:
-            yield from _iter_safetensors([cached])
+            yield from _iter_safetensors([cached], lazy)
             return
 
     reader, arch = _open_gguf(path)

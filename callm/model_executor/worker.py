@@ -62,13 +62,15 @@ def check_dtype(dtype: torch.dtype, device: str = "cpu") -> torch.dtype:
 
 def load_model(path: Path, dtype: torch.dtype = torch.bfloat16, max_positions: int | None = None,
                attention_backend: str | None = None):
-    """Build the model for a GGUF file or HF folder and load its weights."""
+    """Build the model for a GGUF file or HF folder and load its weights (a tensor-parallel
+    rank builds its shard and reads only its slices of the checkpoint)."""
     from callm.model_executor.loader import iter_weights, load_config
+    from callm.model_executor.parallel_state import tp_size
 
     config = load_config(path)
     with torch.device("cpu"):
         model = model_class(config)(config, check_dtype(dtype), max_positions, attention_backend)
-    model.load_weights(iter_weights(path, config))
+    model.load_weights(iter_weights(path, config, lazy=tp_size() > 1))
     return model.eval()
 
 

@@ -60,6 +60,15 @@ class ToolParser:
         marker prefix)."""
         return None
 
+    @classmethod
+    def tool_call_grammar(cls, tools, mode: str = "required", parallel: bool = True) -> dict:
+        """The structural tag (see `callm.tool_parsers.grammar`) that makes a model write calls
+        to `tools` the way this parser reads them; raises `UnsupportedToolFormat` when the
+        parser has no declarative format to derive it from."""
+        from callm.tool_parsers.grammar import UnsupportedToolFormat
+
+        raise UnsupportedToolFormat(f"{cls.__name__} has no declarative tool-call format")
+
 
 class FormatToolParser(ToolParser):
     """A parser defined entirely by `formats` (see `callm.tool_parsers.formats`)."""
@@ -72,6 +81,17 @@ class FormatToolParser(ToolParser):
 
     def new_tool_call_id(self) -> str:
         return random_tool_call_id()
+
+    @classmethod
+    def tool_call_grammar(cls, tools, mode: str = "required", parallel: bool = True) -> dict:
+        """Derived from the canonical format, `formats[0]`."""
+        from callm.tool_parsers.grammar import (ToolSpec, UnsupportedToolFormat,
+                                                format_structural_tag, tool_specs)
+
+        if not cls.formats:
+            raise UnsupportedToolFormat(f"{cls.__name__} declares no formats")
+        specs = tools if all(isinstance(t, ToolSpec) for t in tools) else tool_specs(tools)
+        return format_structural_tag(cls.formats[0], specs, mode=mode, parallel=parallel)
 
     def adjust_request(self, request):
         # Markers are often special tokens: keep them in the text so the parser can see them.

@@ -67,6 +67,23 @@ class ToolCallFormat:
     # Accept a call only when its name is one of the request's tools (used for bare variants,
     # so ordinary JSON in an answer stays content).
     known_names_only: bool = False
+    # Layout a grammar writes (tool_choice=required/named, strict tools); parsing accepts any
+    # whitespace in these places. `call_padding` sits inside each call's markers, e.g. "\n" for
+    # `<tool_call>\n{...}\n</tool_call>`; `joiner` goes between calls (None: ", " in a list,
+    # `separator` + " ", "\n" after a call marker, else nothing).
+    call_padding: str = ""
+    joiner: str | None = None
+
+    @property
+    def call_joiner(self) -> str:
+        """The text a grammar writes between two calls."""
+        if self.joiner is not None:
+            return self.joiner
+        if self.list_wrapped:
+            return ", "
+        if self.separator:
+            return self.separator + " "
+        return "\n" if self.call_start else ""
 
     @property
     def marker(self) -> str:

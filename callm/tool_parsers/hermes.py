@@ -7,7 +7,8 @@ count as calls only when the object names one of the request's tools.
 from callm.tool_parsers.abstract_tool_parser import FormatToolParser, ToolParserManager
 from callm.tool_parsers.formats import JsonObject, ToolCallFormat
 
-HERMES = ToolCallFormat(JsonObject(), call_start="<tool_call>", call_end="</tool_call>")
+HERMES = ToolCallFormat(JsonObject(), call_start="<tool_call>", call_end="</tool_call>",
+                        call_padding="\n")
 FENCED_JSON = ToolCallFormat(JsonObject(), region_start="```json", region_end="```",
                              known_names_only=True)
 BARE_JSON = ToolCallFormat(JsonObject(), bare="line_start", known_names_only=True)

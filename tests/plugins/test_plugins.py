@@ -38,6 +38,7 @@ def _parity_result(parser_name: str):
 
 
 def test_plugin_by_file_path():
+    ToolParserManager.tool_parsers.pop("functioncall", None)  # other tests may have loaded it
     assert "functioncall" not in ToolParserManager.list_registered()
     ToolParserManager.import_tool_parser(str(EXAMPLE))
     assert "functioncall" in ToolParserManager.list_registered()

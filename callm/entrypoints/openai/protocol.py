@@ -220,6 +220,21 @@ ResponseFormat = Annotated[ResponseFormatText | ResponseFormatJSONObject | Respo
                            Field(discriminator="type")]
 
 
+class StructuredOutputs(BaseModel):
+    """vLLM's ``structured_outputs`` extension: one constraint on the whole output — ``json``
+    (a JSON Schema), ``json_object``, ``regex``, ``choice``, ``grammar`` (Lark, or EBNF with
+    ``::=``) or ``structural_tag`` — and/or the grammar ``backend`` for this request."""
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    json_: dict[str, Any] | bool | str | None = Field(default=None, alias="json")
+    json_object: bool | None = None
+    regex: str | None = None
+    choice: list[str] | None = None
+    grammar: str | None = None
+    structural_tag: dict[str, Any] | str | None = None
+    backend: Literal["xgrammar", "llguidance", "outlines"] | None = None
+
+
 class StreamOptions(BaseModel):
     include_usage: bool = False           # one last chunk with usage and no choices
     continuous_usage_stats: bool = False  # usage on every chunk (vLLM extension)
@@ -257,6 +272,8 @@ class _SamplingRequest(BaseModel):
     stop_token_ids: list[int] | None = None
     skip_special_tokens: bool = True
     include_stop_str_in_output: bool = False
+    structured_outputs: StructuredOutputs | None = None
+    response_format: ResponseFormat | None = None  # OpenAI's for chat; vLLM's for completions
 
 
 class ChatCompletionRequest(_SamplingRequest):
@@ -266,7 +283,6 @@ class ChatCompletionRequest(_SamplingRequest):
     tools: list[ChatCompletionToolsParam] | None = None
     tool_choice: ToolChoice | None = Field(default=None, validate_default=True)
     parallel_tool_calls: bool = True
-    response_format: ResponseFormat | None = None
     max_tokens: int | None = Field(default=None, ge=1)  # deprecated by OpenAI, still common
     max_completion_tokens: int | None = Field(default=None, ge=1)
     logprobs: bool = False

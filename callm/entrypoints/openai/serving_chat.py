@@ -12,8 +12,10 @@ from callm.entrypoints.openai.protocol import (
     ChatCompletionResponseStreamChoice, ChatCompletionStreamResponse, ChatCompletionTopLogProb,
     ChatMessage, DeltaMessage, ErrorInfo, ErrorResponse, UsageInfo)
 from callm.entrypoints.openai.serving_common import (APIError, RequestTimer, ServingContext,
-                                                     random_id, sampling_params)
+                                                     random_id, sampling_params,
+                                                     structured_outputs_params)
 from callm.tool_parsers import ToolParser, ToolParserManager
+from callm.tool_parsers.grammar import ToolChoicePlan, merge_constraints, plan_tool_choice
 
 FINISH_REASONS = {"stop": "stop", "length": "length", "abort": "stop", None: "stop"}
 
@@ -30,9 +32,14 @@ class OpenAIServingChat:
         """A ChatCompletionResponse, or an async iterator of SSE lines when streaming."""
         ctx = self.ctx
         model = ctx.check_model(request.model)
-        parse_tools = self._parse_tools(request)
-        if parse_tools:
-            request = self.parser_cls(ctx.tokenizer).adjust_request(request)
+        plan = self._plan_tools(request)
+        if plan.parser_cls is not None:
+            request = plan.parser_cls(ctx.tokenizer).adjust_request(request)
+        try:
+            constraint = merge_constraints(structured_outputs_params(request),
+                                           plan.structured_outputs)
+        except ValueError as e:
+            raise APIError(str(e), param="response_format") from None
         try:
             prompt = render_chat(ctx.tokenizer, request.messages, tools=request.tools,
                                  chat_template=request.chat_template or self.default_template,
@@ -43,7 +50,8 @@ class OpenAIServingChat:
             raise APIError(str(e), param="messages") from None
         prompt_ids = ctx.tokenizer.encode(prompt, add_special_tokens=False)
         params = sampling_params(request, len(prompt_ids), ctx,
-                                 logprobs=(request.top_logprobs or 0) if request.logprobs else None)
+                                 logprobs=(request.top_logprobs or 0) if request.logprobs else None,
+                                 structured_outputs=constraint)
         request_id = random_id("chatcmpl-")
         outputs = ctx.engine.generate(prompt_ids, params, request_id, add_special_tokens=False)
         timer = RequestTimer()
@@ -51,31 +59,37 @@ class OpenAIServingChat:
             first = await anext(outputs)
         except ValueError as e:
             raise APIError(str(e)) from None
-        parser_name = ctx.tool_parser_name if parse_tools else None
         if request.stream:
-            return self._stream(request, request_id, model, first, outputs, timer, parser_name)
-        return await self._whole(request, request_id, model, first, outputs, timer, parser_name,
+            return self._stream(request, request_id, model, first, outputs, timer, plan)
+        return await self._whole(request, request_id, model, first, outputs, timer, plan,
                                  is_disconnected)
 
-    def _parse_tools(self, request: ChatCompletionRequest) -> bool:
-        """Whether tool calls are parsed from this request's output (OpenAI/vLLM semantics)."""
+    def _plan_tools(self, request: ChatCompletionRequest) -> ToolChoicePlan:
+        """Which parser reads this request's tool calls and which grammar enforces them
+        (OpenAI/vLLM semantics). "required" and named functions are written by a grammar in
+        the --tool-call-parser's format, or in the Hermes encoding (parsed by the Hermes
+        parser) when no parser was configured; "auto" parses only with
+        --enable-auto-tool-choice, and then enforces `strict` tools once a call starts."""
         choice = request.tool_choice
         if not request.tools or choice == "none":
-            return False
+            return ToolChoicePlan()
         if choice == "required" or isinstance(choice, ChatCompletionNamedToolChoiceParam):
-            raise APIError("tool_choice 'required' and named functions need structured outputs, "
-                           "which this server does not support yet; use 'auto' or 'none'",
-                           param="tool_choice")
+            return plan_tool_choice(request, self.parser_cls)
         if self.ctx.enable_auto_tool_choice and self.parser_cls is not None:
-            return True
+            return plan_tool_choice(request, self.parser_cls)
         if "tool_choice" in request.model_fields_set:  # asked for "auto" explicitly
             raise APIError('"auto" tool choice requires --enable-auto-tool-choice and '
                            "--tool-call-parser to be set", param="tool_choice")
-        return False  # tools only shown to the model, as vLLM does
+        return ToolChoicePlan()  # tools only shown to the model, as vLLM does
+
+    def _parser_name(self, plan: ToolChoicePlan) -> str:
+        if plan.parser_cls is self.parser_cls and self.ctx.tool_parser_name:
+            return self.ctx.tool_parser_name
+        return "hermes"
 
     # ----- whole response -----
 
-    async def _whole(self, request, request_id, model, first, outputs, timer, parser_name,
+    async def _whole(self, request, request_id, model, first, outputs, timer, plan,
                      is_disconnected) -> ChatCompletionResponse:
         final = first
         timer.tokens_arrived(sum(len(o.token_ids) for o in first.outputs))
@@ -88,14 +102,14 @@ class OpenAIServingChat:
         choices = []
         for out in final.outputs:
             content, tool_calls, finish = out.text, [], FINISH_REASONS[out.finish_reason]
-            if parser_name:
-                info = self.parser_cls(self.ctx.tokenizer).extract_tool_calls(out.text, request)
-                self._count_tool_calls(parser_name,
+            if plan.parser_cls is not None:
+                info = plan.parser_cls(self.ctx.tokenizer).extract_tool_calls(out.text, request)
+                self._count_tool_calls(self._parser_name(plan),
                                        [c.function.arguments for c in info.tool_calls])
                 if info.tools_called:
                     tool_calls = info.tool_calls if request.parallel_tool_calls else info.tool_calls[:1]
                     content = info.content
-                    finish = "tool_calls" if finish == "stop" else finish
+                    finish = plan.finish_reason if finish == "stop" else finish
             choices.append(ChatCompletionResponseChoice(
                 index=out.index, message=ChatMessage(content=content, tool_calls=tool_calls),
                 logprobs=self._logprobs(out.logprobs) if request.logprobs else None,
@@ -110,10 +124,10 @@ class OpenAIServingChat:
     # ----- streamed response -----
 
     async def _stream(self, request, request_id, model, first, outputs, timer,
-                      parser_name) -> AsyncIterator[str]:
+                      plan) -> AsyncIterator[str]:
         n = request.n
         parsers: list[ToolParser | None] = [
-            self.parser_cls(self.ctx.tokenizer) if parser_name else None for _ in range(n)]
+            plan.parser_cls(self.ctx.tokenizer) if plan.parser_cls else None for _ in range(n)]
         texts, token_ids = [""] * n, [[] for _ in range(n)]
         arguments: list[dict[int, str]] = [{} for _ in range(n)]  # per choice: call -> args
         done = [False] * n
@@ -139,7 +153,8 @@ class OpenAIServingChat:
                         if done[i]:
                             continue
                         choice = self._delta_choice(request, out, texts[i], token_ids[i],
-                                                    parsers[i], arguments[i])
+                                                    parsers[i], arguments[i],
+                                                    plan.finish_reason)
                         texts[i], token_ids[i] = out.text, out.token_ids
                         done[i] = out.finished
                         if choice is not None:
@@ -153,9 +168,9 @@ class OpenAIServingChat:
         finally:
             await outputs.aclose()
         timer.report(self.ctx, final)
-        if parser_name:
+        if plan.parser_cls is not None:
             for args in arguments:
-                self._count_tool_calls(parser_name, list(args.values()))
+                self._count_tool_calls(self._parser_name(plan), list(args.values()))
         if request.stream_options and request.stream_options.include_usage:
             prompt = len(final.prompt_token_ids)
             completion = sum(len(t) for t in token_ids)
@@ -163,7 +178,8 @@ class OpenAIServingChat:
                                       total_tokens=prompt + completion))
         yield "data: [DONE]\n\n"
 
-    def _delta_choice(self, request, out, previous_text, previous_ids, parser, arguments):
+    def _delta_choice(self, request, out, previous_text, previous_ids, parser, arguments,
+                      calls_finish_reason="tool_calls"):
         """The chunk for one choice's new output (None if nothing to send); `arguments`
         accumulates each streamed call's arguments for the metrics."""
         text, ids = out.text, out.token_ids
@@ -188,7 +204,7 @@ class OpenAIServingChat:
         if out.finished:
             finish = FINISH_REASONS[out.finish_reason]
             if arguments and finish == "stop":
-                finish = "tool_calls"
+                finish = calls_finish_reason
         if delta is None and finish is None and logprobs is None:
             return None
         return ChatCompletionResponseStreamChoice(index=out.index, delta=delta or DeltaMessage(),

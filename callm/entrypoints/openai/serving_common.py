@@ -9,7 +9,7 @@ import torch
 
 from callm.engine.async_engine import AsyncLLMEngine
 from callm.engine.request import RequestOutput
-from callm.engine.sampling_params import SamplingParams
+from callm.engine.sampling_params import SamplingParams, StructuredOutputsParams
 from callm.metrics import Metrics
 
 
@@ -81,11 +81,39 @@ def sampling_params(request, prompt_len: int, ctx: ServingContext, **overrides) 
         ignore_eos=request.ignore_eos, skip_special_tokens=request.skip_special_tokens,
         include_stop_str_in_output=request.include_stop_str_in_output,
         logits_processors=processors)
+    if "structured_outputs" not in overrides:
+        args["structured_outputs"] = structured_outputs_params(request)
     args.update(overrides)
     try:
         return SamplingParams(**args)
     except ValueError as e:
         raise APIError(str(e)) from None
+
+
+def structured_outputs_params(request) -> StructuredOutputsParams | None:
+    """The constraint a request asks for with `response_format` (json_object, json_schema) or
+    `structured_outputs` (json, json_object, regex, choice, grammar, structural_tag; backend)."""
+    fields = {}
+    if request.structured_outputs is not None:
+        fields = request.structured_outputs.model_dump(exclude_none=True)
+        if "json_" in fields:
+            fields["json"] = fields.pop("json_")
+    fmt = request.response_format
+    if fmt is not None and fmt.type != "text":
+        if set(fields) - {"backend"}:
+            raise APIError("response_format and structured_outputs both constrain the output; "
+                           "give one of them", param="response_format")
+        schema = fmt.json_schema.json_schema if fmt.type == "json_schema" else None
+        if schema is None:
+            fields["json_object"] = True
+        else:
+            fields["json"] = schema
+    if not fields:
+        return None
+    try:
+        return StructuredOutputsParams(**fields)
+    except ValueError as e:
+        raise APIError(str(e), param="structured_outputs") from None
 
 
 def _logit_bias(bias: dict[int, float], vocab: int):

@@ -37,7 +37,10 @@ class OpenAIServingCompletion:
         except ValueError as e:
             for s in streams:
                 await s.aclose()
-            raise APIError(str(e), param="prompt") from None
+            from callm.engine.structured_output import StructuredOutputError
+
+            param = "structured_outputs" if isinstance(e, StructuredOutputError) else "prompt"
+            raise APIError(str(e), param=param) from None
         if request.stream:
             return self._stream(request, request_id, model, texts, firsts, streams)
         finals = await asyncio.gather(*[_last(f, s, is_disconnected)

@@ -31,7 +31,9 @@ class LlamaAttention(nn.Module):
         heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
         head_dim = getattr(config, "head_dim", None) or hidden // heads
         self.qkv_proj = QKVParallelLinear(hidden, head_dim, heads, kv_heads, qkv_bias, dtype)
-        self.o_proj = RowParallelLinear(heads * head_dim, hidden, o_bias, dtype)
+        self.o_proj = RowParallelLinear(  # the input features of this rank's query heads
+            heads * head_dim, hidden, o_bias, dtype,
+            shard=(self.qkv_proj.q_head_start * head_dim, self.qkv_proj.num_heads * head_dim))
         self.split = self.qkv_proj.output_sizes
         self.head_dim = head_dim
         self.q_norm = RMSNorm(head_dim, config.rms_norm_eps, dtype) if qk_norm else None
@@ -130,7 +132,8 @@ class LlamaForCausalLM(nn.Module):
         return self.lm_head.compute_logits(hidden).float()
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
-        """Load from HF-named full tensors; each layer keeps its tensor-parallel slice."""
+        """Load from HF-named full tensors; each layer keeps its tensor-parallel slice. A tensor
+        may be lazy (`loader.WeightSlice`): indexing it reads only that slice."""
         params = dict(self.named_parameters())
         loaded: set[str] = set()
         for name, tensor in weights:
@@ -150,7 +153,7 @@ class LlamaForCausalLM(nn.Module):
             if hasattr(module, "load"):
                 module.load(param, tensor, part)
             else:
-                param.data.copy_(tensor)
+                param.data.copy_(tensor[...])
             loaded.add(name)
         missing = set(params) - loaded
         if missing:

@@ -426,7 +426,11 @@ def test_oversized_body(server, client, http):
 @pytest.mark.parametrize("extra, mentions", [
     ({"tools": TOOLS, "tool_choice": "auto"}, ["--enable-auto-tool-choice",
                                                "--tool-call-parser"]),
-    ({"tools": TOOLS, "tool_choice": "required"}, ["required"]),
+    ({"response_format": {"type": "json_schema", "json_schema": {
+        "name": "bad", "schema": {"type": "object", "properties": {"a": {"type": "strin"}}}}}},
+     ["JSON schema", "strin"]),
+    ({"tools": TOOLS, "tool_choice": "required", "response_format": {"type": "json_object"}},
+     ["response_format", "required"]),
     ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "nope"}}},
      ["nope", "get_weather"]),
     ({"tools": []}, ["tools"]),
