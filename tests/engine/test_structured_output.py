@@ -23,7 +23,6 @@ import jsonschema
 import pytest
 import torch
 
-from callm.engine.llm_engine import LLMEngine
 from callm.engine.sampling_params import SamplingParams, StructuredOutputsParams
 from callm.engine.structured_output import StructuredOutputError, StructuredOutputManager
 from callm.entrypoints.openai.protocol import ChatCompletionRequest
@@ -31,6 +30,8 @@ from callm.model_files import load_tokenizer
 from callm.tool_parsers import ToolParser, ToolParserManager
 from callm.tool_parsers.grammar import plan_tool_choice
 from structured_schemas import CASES, OUTLINES_UNENFORCED, parameters, tool, validation_error
+from test_engine import make_engine
+from test_engine import run as run_requests
 
 BACKENDS = ["xgrammar", "llguidance", "outlines"]
 LAZY_BACKENDS = ["xgrammar", "llguidance"]  # outlines has no lazily triggered grammars
@@ -324,24 +325,9 @@ def test_cache_rollback_and_padding(tokenizer):
 
 # --------------------------------------------------------------------------- engine, tiny model
 
-def make_engine(model_dir, **overrides) -> LLMEngine:
-    args = dict(model=str(model_dir), dtype="float32", block_size=4, max_num_seqs=16,
-                max_num_batched_tokens=256, max_model_len=256, kv_cache_memory=4 * 2**20)
-    args.update(overrides)
-    return LLMEngine(**args)
-
-
 def run(engine, prompts, params):
-    params = params if isinstance(params, list) else [params] * len(prompts)
-    for i, (prompt, p) in enumerate(zip(prompts, params)):
-        engine.add_request(str(i), prompt, p)
-    done = {}
-    while engine.has_unfinished_requests():
-        for out in engine.step():
-            if out.finished:
-                done[out.request_id] = out
-    assert engine.block_manager.num_free_blocks == engine.block_manager.num_blocks
-    return [done[str(i)].outputs[0] for i in range(len(prompts))]
+    """First output of each request (the engine tests' runner checks all blocks come back)."""
+    return [out.outputs[0] for out in run_requests(engine, prompts, params)]
 
 
 FREE = ["The quick brown fox", "1, 2, 3,", "Une phrase en français."]

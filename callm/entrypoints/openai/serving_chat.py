@@ -11,13 +11,11 @@ from callm.entrypoints.openai.protocol import (
     ChatCompletionRequest, ChatCompletionResponse, ChatCompletionResponseChoice,
     ChatCompletionResponseStreamChoice, ChatCompletionStreamResponse, ChatCompletionTopLogProb,
     ChatMessage, DeltaMessage, ErrorInfo, ErrorResponse, UsageInfo)
-from callm.entrypoints.openai.serving_common import (APIError, RequestTimer, ServingContext,
-                                                     random_id, sampling_params,
-                                                     structured_outputs_params)
+from callm.entrypoints.openai.serving_common import (
+    FINISH_REASONS, APIError, RequestTimer, ServingContext, random_id, sampling_params,
+    structured_outputs_params)
 from callm.tool_parsers import ToolParser, ToolParserManager
 from callm.tool_parsers.grammar import ToolChoicePlan, merge_constraints, plan_tool_choice
-
-FINISH_REASONS = {"stop": "stop", "length": "length", "abort": "stop", None: "stop"}
 
 
 class OpenAIServingChat:

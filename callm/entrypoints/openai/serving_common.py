@@ -13,6 +13,10 @@ from callm.engine.sampling_params import SamplingParams, StructuredOutputsParams
 from callm.metrics import Metrics
 
 
+# Engine finish reasons -> OpenAI's ("abort" only reaches a client that already left).
+FINISH_REASONS = {"stop": "stop", "length": "length", "abort": "stop", None: "stop"}
+
+
 class APIError(Exception):
     """A client mistake, answered as OpenAI's error JSON with a 4xx status."""
 

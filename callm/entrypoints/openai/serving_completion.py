@@ -7,10 +7,8 @@ from callm.entrypoints.openai.protocol import (CompletionLogProbs, CompletionReq
                                                CompletionResponse, CompletionResponseChoice,
                                                CompletionStreamResponse, ErrorInfo,
                                                ErrorResponse, UsageInfo)
-from callm.entrypoints.openai.serving_common import (APIError, RequestTimer, ServingContext,
-                                                     random_id, sampling_params)
-
-FINISH_REASONS = {"stop": "stop", "length": "length", "abort": "stop", None: "stop"}
+from callm.entrypoints.openai.serving_common import (
+    FINISH_REASONS, APIError, RequestTimer, ServingContext, random_id, sampling_params)
 
 
 class OpenAIServingCompletion:

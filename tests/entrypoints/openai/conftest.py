@@ -249,15 +249,29 @@ def plugin_server(tiny_llama_dir, tmp_path_factory):
 
 # ----- the embedded real model -----
 
-@pytest.fixture(scope="module")
-def smollm():
-    """SmolLM2-135M-Instruct (bf16) with Hermes tool parsing, in process."""
-    engine = make_engine("smollm2-135m-instruct", dtype="bfloat16", max_model_len=2048,
-                         kv_cache_memory=64 * 2**20)
+@contextmanager
+def real_model_server(model: str, **engine_overrides):
+    """A real model (bf16) with Hermes tool parsing behind the app, in process; yields a client."""
+    engine = make_engine(model, **{"dtype": "bfloat16", "max_model_len": 2048,
+                                   "kv_cache_memory": 64 * 2**20, **engine_overrides})
     ctx = build_context(engine, None, True, "hermes", None)
     try:
         with serve_app(build_app(ctx)) as url:
             yield openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0,
-                                timeout=120)
+                                timeout=300)
     finally:
         engine.shutdown()
+
+
+@pytest.fixture(scope="module")
+def smollm():
+    """SmolLM2-135M-Instruct (bf16) with Hermes tool parsing, in process."""
+    with real_model_server("smollm2-135m-instruct") as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def qwen():
+    """Qwen2.5-Coder-0.5B-Instruct, the model that calls tools on its own (slow tests only)."""
+    with real_model_server("qwen2.5-coder-0.5b-instruct", kv_cache_memory=128 * 2**20) as client:
+        yield client

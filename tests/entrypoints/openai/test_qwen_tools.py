@@ -6,26 +6,9 @@ import importlib.util
 import json
 from pathlib import Path
 
-import openai
 import pytest
-from conftest import make_engine, serve_app
-
-from callm.entrypoints.openai.api_server import build_app, build_context
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "openai_tool_calling.py"
-
-
-@pytest.fixture(scope="module")
-def qwen():
-    engine = make_engine("qwen2.5-coder-0.5b-instruct", dtype="bfloat16", max_model_len=2048,
-                         kv_cache_memory=128 * 2**20)
-    ctx = build_context(engine, None, True, "hermes", None)
-    try:
-        with serve_app(build_app(ctx)) as url:
-            yield openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0,
-                                timeout=300)
-    finally:
-        engine.shutdown()
 
 
 @pytest.mark.slow
