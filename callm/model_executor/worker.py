@@ -6,9 +6,11 @@ cache and returns the logits at each sequence's newest token.
 """
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from callm.model_executor.attention_metadata import AttentionMetadata
@@ -51,6 +53,14 @@ def build_batch(seqs: list[SequenceInput], block_size: int):
             meta)
 
 
+def lazy_zeros(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """Zeros the OS supplies page by page when first touched (numpy's calloc), so a large KV
+    cache costs no resident memory until it is used. Zeros, not garbage: masked-out padding in
+    attention must not hold NaNs."""
+    nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+    return torch.from_numpy(np.zeros(nbytes, dtype=np.uint8)).view(dtype).view(shape)
+
+
 def check_dtype(dtype: torch.dtype, device: str = "cpu") -> torch.dtype:
     if dtype == torch.float16 and device == "cpu":
         raise ValueError("float16 is not supported on CPU (matrix products run ~400x slower than "
@@ -87,8 +97,7 @@ class Worker:
         kv_dtype = kv_dtype or next(model.parameters()).dtype
         layer_shape = first.backend.cache_shape(num_blocks, block_size, first.num_kv_heads,
                                                 first.head_dim)
-        # Zeroed (never garbage): masked-out padding must not hold NaNs.
-        self.kv_cache = torch.zeros((len(attn_layers), 2, *layer_shape), dtype=kv_dtype)
+        self.kv_cache = lazy_zeros((len(attn_layers), 2, *layer_shape), kv_dtype)
         for layer, cache in zip(attn_layers, self.kv_cache):
             layer.kv_cache = (cache[0], cache[1])
 
