@@ -264,15 +264,15 @@ def test_matches_torch_attention_backend(seqs):
 
     batch = make_batch(seqs, num_heads=6, num_kv_heads=2, head_dim=32, block_size=16, seed=8)
     args = (batch["query"], batch["key"], batch["value"])
-    # The torch backend keeps [blocks, kv_heads, block_size, head_dim]; Triton's kernels
+    # The torch backend keeps [kv_heads, blocks, block_size, head_dim]; Triton's kernels
     # [blocks, block_size, kv_heads, head_dim].
-    torch_caches = (batch["key_cache"].transpose(1, 2).contiguous(),
-                    batch["value_cache"].transpose(1, 2).contiguous())
+    torch_caches = (batch["key_cache"].permute(2, 0, 1, 3).contiguous(),
+                    batch["value_cache"].permute(2, 0, 1, 3).contiguous())
     expected = TorchAttentionBackend()(*args, *torch_caches, batch["meta"], 0.2)
     got = TritonAttentionBackend()(*args, batch["key_cache"], batch["value_cache"],
                                    batch["meta"], 0.2)
-    assert torch.equal(batch["key_cache"], torch_caches[0].transpose(1, 2))
-    assert torch.equal(batch["value_cache"], torch_caches[1].transpose(1, 2))
+    assert torch.equal(batch["key_cache"], torch_caches[0].permute(1, 2, 0, 3))
+    assert torch.equal(batch["value_cache"], torch_caches[1].permute(1, 2, 0, 3))
     torch.testing.assert_close(got.float(), expected, atol=1e-5, rtol=1e-4)
 
 

@@ -17,23 +17,24 @@ from callm.model_executor.attention_metadata import AttentionMetadata
 
 
 class TorchAttentionBackend:
-    """Caches are laid out [num_blocks, kv_heads, block_size, head_dim], so a sequence's gathered
-    blocks give each kv head one contiguous run of tokens — the operand a batched matmul wants."""
+    """Caches are laid out [kv_heads, num_blocks, block_size, head_dim]: gathering the blocks of
+    a batch's sequences along dim 1 gives, per kv head, each sequence's tokens as one contiguous
+    run — the operand a batched matmul wants — with no strided copy."""
 
     name = "torch"
 
     @staticmethod
     def cache_shape(num_blocks: int, block_size: int, num_kv_heads: int,
                     head_dim: int) -> tuple[int, ...]:
-        return (num_blocks, num_kv_heads, block_size, head_dim)
+        return (num_kv_heads, num_blocks, block_size, head_dim)
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                  key_cache: torch.Tensor, value_cache: torch.Tensor, meta: AttentionMetadata,
                  scale: float) -> torch.Tensor:
         block_size = key_cache.shape[2]
         blocks, offsets = meta.slot_mapping // block_size, meta.slot_mapping % block_size
-        key_cache[blocks, :, offsets] = k.to(key_cache.dtype)
-        value_cache[blocks, :, offsets] = v.to(value_cache.dtype)
+        key_cache[:, blocks, offsets] = k.to(key_cache.dtype).transpose(0, 1)
+        value_cache[:, blocks, offsets] = v.to(value_cache.dtype).transpose(0, 1)
         out = torch.empty(q.shape, dtype=torch.float32)
         plan = meta.plan
         if plan.decode_seqs.numel():
@@ -45,8 +46,8 @@ class TorchAttentionBackend:
                 values = v[start:end].to(value_cache.dtype).transpose(0, 1).float()
             else:
                 tables = meta.block_tables[s:s + 1, :-(-context // block_size)]
-                keys = _gather(key_cache, tables)[0, :, :context]
-                values = _gather(value_cache, tables)[0, :, :context]
+                keys = _gather(key_cache, tables)[:, 0, :context]
+                values = _gather(value_cache, tables)[:, 0, :context]
             out[start:end] = _attend(q[start:end].float(), keys, values, scale,
                                      context - (end - start))
         return out
@@ -59,26 +60,25 @@ class TorchAttentionBackend:
         block_size = key_cache.shape[2]
         tables = meta.block_tables[seqs, :-(-int(seq_lens.max()) // block_size)]
         keys, values = _gather(key_cache, tables), _gather(value_cache, tables)
-        batch, kv_heads, length, head_dim = keys.shape
-        grouped = (q * scale).view(batch * kv_heads, -1, head_dim)
+        kv_heads, batch, length, head_dim = keys.shape
+        grouped = (q * scale).view(batch, kv_heads, -1, head_dim).transpose(0, 1)
+        grouped = grouped.reshape(kv_heads * batch, -1, head_dim)
         scores = torch.bmm(grouped, keys.view(-1, length, head_dim).transpose(1, 2))
-        scores = scores.view(batch, kv_heads, -1, length)
+        scores = scores.view(kv_heads, batch, -1, length)
         padding = torch.arange(length) >= seq_lens.unsqueeze(1)
-        scores.masked_fill_(padding[:, None, None, :], float("-inf"))
-        weights = torch.softmax(scores, dim=-1).view(batch * kv_heads, -1, length)
-        return torch.bmm(weights, values.view(-1, length, head_dim)).view(batch, -1, head_dim)
+        scores.masked_fill_(padding[None, :, None, :], float("-inf"))
+        weights = torch.softmax(scores, dim=-1).view(kv_heads * batch, -1, length)
+        out = torch.bmm(weights, values.view(-1, length, head_dim))
+        return out.view(kv_heads, batch, -1, head_dim).transpose(0, 1).reshape(batch, -1, head_dim)
 
 
 def _gather(cache: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
-    """The blocks of each table row as float32 [rows, kv_heads, blocks * block_size, head_dim]:
-    one gather and one converting copy."""
+    """The blocks of each table row as float32 [kv_heads, rows, blocks * block_size, head_dim]:
+    one gather and one contiguous converting copy."""
     rows, num_blocks = tables.shape
-    _, kv_heads, block_size, head_dim = cache.shape
-    picked = cache.index_select(0, tables.flatten()).view(rows, num_blocks, kv_heads, block_size,
-                                                           head_dim)
-    out = torch.empty(rows, kv_heads, num_blocks, block_size, head_dim, dtype=torch.float32)
-    out.copy_(picked.transpose(1, 2))
-    return out.view(rows, kv_heads, num_blocks * block_size, head_dim)
+    kv_heads, _, block_size, head_dim = cache.shape
+    picked = cache.index_select(1, tables.flatten())
+    return picked.float().view(kv_heads, rows, num_blocks * block_size, head_dim)
 
 
 def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
