@@ -13,7 +13,8 @@ import httpx
 import openai
 import psutil
 import pytest
-from conftest import REPO_ROOT, cli, cli_env, free_port, make_engine, serve_app
+from conftest import (REPO_ROOT, cli, cli_env, free_port, make_engine, serve_app,
+                      stop_process)
 
 from callm.entrypoints.openai.api_server import build_app, build_context
 
@@ -94,13 +95,7 @@ def test_ray_server_tool_call_then_worker_death(tiny_llama_dir):
         assert_server_error(lambda: client.chat.completions.create(
             model=str(tiny_llama_dir), messages=ASK, tools=TOOLS, max_tokens=4))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
+        stop_process(proc, 60)
     # uvicorn re-raises the SIGTERM after its graceful shutdown; Ray's handler turns it into exit
     # code 15, after the engine's shutdown ran
     assert proc.returncode in (0, 15, -signal.SIGTERM)
