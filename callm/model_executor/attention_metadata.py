@@ -46,7 +46,12 @@ class AttentionMetadata:
                 prefills.append((s, start, end, context))
         seqs = torch.tensor([s for s, _ in decode], dtype=torch.long)
         tokens = torch.tensor([t for _, t in decode], dtype=torch.long)
-        return BatchPlan(seqs, tokens, prefills)
+        common, shortest = 0, 0
+        if len(decode) > 1:
+            tables = self.block_tables[seqs]
+            common = int((tables == tables[:1]).all(0).int().cumprod(0).sum())
+            shortest = int(self.seq_lens[seqs].min())
+        return BatchPlan(seqs, tokens, prefills, common, shortest)
 
 
 @dataclass
@@ -54,3 +59,10 @@ class BatchPlan:
     decode_seqs: torch.Tensor  # sequences with one query token this step
     decode_tokens: torch.Tensor  # their token index in the batch
     prefills: list[tuple[int, int, int, int]]  # (sequence, start, end, context length)
+    decode_common_blocks: int = 0  # leading block-table entries all decode sequences share
+    decode_shortest: int = 0  # shortest decode context
+
+    def shared_decode_blocks(self, block_size: int) -> int:
+        """Leading KV blocks every decode sequence reads (a shared system prompt, through the
+        prefix cache), capped to blocks inside the shortest context."""
+        return min(self.decode_common_blocks, self.decode_shortest // block_size)

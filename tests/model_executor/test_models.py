@@ -72,6 +72,11 @@ class PagedRun:
         self.computed[sid] = done + len(tokens)
         return SequenceInput(tokens, done, list(table))
 
+    def share(self, sid: int, source: int, num_blocks: int) -> None:
+        """Start `sid` on the first full blocks of `source`, as the prefix cache does."""
+        self.tables[sid] = self.tables[source][:num_blocks]
+        self.computed[sid] = num_blocks * self.block_size
+
     def step(self, work: list[tuple[int, list[int]]]) -> torch.Tensor:
         return self.worker.execute_model([self.seq(sid, toks) for sid, toks in work])
 
@@ -119,6 +124,29 @@ def test_mixed_batch_chunked_prefill_and_decodes(name, block_size):
                                rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(third, torch.stack([ref_a[29], ref_b[8], _hf_logits(hf, c + [5])[-1]]),
                                rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("block_size", [4, 16])
+@pytest.mark.parametrize("name", ["llama-gqa", "qwen3-qknorm-mqa"])
+def test_decode_over_shared_prefix_blocks(name, block_size):
+    """Sequences reusing another's prompt blocks (the prefix cache) decode together — their
+    shared blocks attended once for the batch — and each matches transformers."""
+    hf, ours = _pair(name)
+    rng = random.Random(5)
+    prompt = [rng.randrange(97) for _ in range(37)]
+    tails = [[rng.randrange(97) for _ in range(n)] for n in (3, 11, 6)]
+    run = PagedRun(ours, block_size, shuffle=True)
+    run.step([(0, prompt + tails[0])])
+    for sid in (1, 2):
+        run.share(sid, 0, len(prompt) // block_size)
+        run.step([(sid, prompt[run.computed[sid]:] + tails[sid])])
+    texts = [prompt + tail for tail in tails]
+    for i in range(4):
+        new = [rng.randrange(97) for _ in texts]
+        got = run.step([(sid, [token]) for sid, token in enumerate(new)])
+        texts = [text + [token] for text, token in zip(texts, new)]
+        expected = torch.stack([_hf_logits(hf, text)[-1] for text in texts])
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_bf16_weights_stay_close_to_fp32():

@@ -2,8 +2,9 @@
 
 Backends share one call: store this step's keys/values at their cache slots, then attend every
 query token causally over its sequence's context, read through the block table.
-- `torch` (CPU default): decode tokens of all sequences in one padded batched matmul, prefill
-  chunks one sequence at a time with SDPA; float32 math over the cache dtype's values.
+- `torch` (CPU default): decode tokens of all sequences in one padded batched matmul, blocks
+  they all share read once (cascade attention); prefill chunks one sequence at a time with
+  SDPA; float32 math over the cache dtype's values.
 - `triton` (CUDA default): the kernels in `callm.model_executor.kernels.paged_attention`.
 """
 
@@ -54,22 +55,36 @@ class TorchAttentionBackend:
 
     @staticmethod
     def _decode(q, key_cache, value_cache, meta, seqs, scale):
-        """One query token per sequence: pad the contexts to the longest and mask the rest.
-        The query heads sharing a kv head act as that head's rows of queries."""
-        seq_lens = meta.seq_lens[seqs]
+        """One query token per sequence. Blocks all of them share (a common system prompt) are
+        read once for the whole batch — cascade attention — and only each sequence's own
+        remainder is gathered, padded to the longest and masked. Scores of both parts meet in
+        one softmax. The query heads sharing a kv head act as that head's rows of queries."""
         block_size = key_cache.shape[2]
-        tables = meta.block_tables[seqs, :-(-int(seq_lens.max()) // block_size)]
+        shared_blocks = meta.plan.shared_decode_blocks(block_size)
+        shared = shared_blocks * block_size
+        own_lens = meta.seq_lens[seqs] - shared
+        tables = meta.block_tables[seqs, shared_blocks:shared_blocks - (-int(own_lens.max())
+                                                                         // block_size)]
         keys, values = _gather(key_cache, tables), _gather(value_cache, tables)
         kv_heads, batch, length, head_dim = keys.shape
         grouped = (q * scale).view(batch, kv_heads, -1, head_dim).transpose(0, 1)
-        grouped = grouped.reshape(kv_heads * batch, -1, head_dim)
-        scores = torch.bmm(grouped, keys.view(-1, length, head_dim).transpose(1, 2))
-        scores = scores.view(kv_heads, batch, -1, length)
-        padding = torch.arange(length) >= seq_lens.unsqueeze(1)
+        group = grouped.shape[2]
+        scores = grouped @ keys.transpose(2, 3)  # [kv_heads, batch, group, length]
+        padding = torch.arange(length) >= own_lens.unsqueeze(1)
         scores.masked_fill_(padding[None, :, None, :], float("-inf"))
-        weights = torch.softmax(scores, dim=-1).view(kv_heads * batch, -1, length)
-        out = torch.bmm(weights, values.view(-1, length, head_dim))
-        return out.view(kv_heads, batch, -1, head_dim).transpose(0, 1).reshape(batch, -1, head_dim)
+        if shared:
+            table = meta.block_tables[seqs[:1], :shared_blocks]
+            prefix_keys = _gather(key_cache, table)[:, 0]  # [kv_heads, shared, head_dim]
+            prefix_values = _gather(value_cache, table)[:, 0]
+            rows = grouped.reshape(kv_heads, batch * group, head_dim)
+            prefix_scores = (rows @ prefix_keys.transpose(1, 2)).view(kv_heads, batch, group, -1)
+            scores = torch.cat([prefix_scores, scores], dim=-1)
+        weights = torch.softmax(scores, dim=-1)
+        out = weights[..., shared:] @ values
+        if shared:
+            prefix_weights = weights[..., :shared].reshape(kv_heads, batch * group, shared)
+            out += (prefix_weights @ prefix_values).view(kv_heads, batch, group, head_dim)
+        return out.transpose(0, 1).reshape(batch, -1, head_dim)
 
 
 def _gather(cache: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
