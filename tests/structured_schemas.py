@@ -1,7 +1,7 @@
 """Tools with varied JSON Schemas for structured-output tests and the benchmark: each entry is
 (tool, user request that suits it). The grammar keeps whitespace fixed, but a 135M model can
 still loop inside a free-text string or an open-ended array: the cases where SmolLM2 does (a
-note's text, a search query, a meeting's attendees) carry maxLength / maxItems."""
+note's text, a search query, a meeting's attendees, a photo's tags) carry maxLength / maxItems."""
 
 import json
 
@@ -35,7 +35,8 @@ CASES = [
                         ["street", "city", "country"])}, ["address"])),
      "Ship my parcel to 10 Downing Street, London, UK."),
     (tool("tag_photo", "Tag a photo", obj(
-        {"tags": {"type": "array", "items": STRING, "minItems": 1, "maxItems": 3}}, ["tags"])),
+        {"tags": {"type": "array", "items": {"type": "string", "maxLength": 24}, "minItems": 1,
+                  "maxItems": 3}}, ["tags"])),
      "Tag my beach photo with sea, sand and sun."),
     (tool("order_food", "Order food", obj(
         {"items": {"type": "array", "minItems": 1, "maxItems": 4, "items": obj(

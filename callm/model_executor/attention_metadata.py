@@ -64,5 +64,5 @@ class BatchPlan:
 
     def shared_decode_blocks(self, block_size: int) -> int:
         """Leading KV blocks every decode sequence reads (a shared system prompt, through the
-        prefix cache), capped to blocks inside the shortest context."""
-        return min(self.decode_common_blocks, self.decode_shortest // block_size)
+        prefix cache), capped so each sequence keeps at least its newest token to itself."""
+        return max(0, min(self.decode_common_blocks, (self.decode_shortest - 1) // block_size))

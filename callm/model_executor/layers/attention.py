@@ -47,8 +47,8 @@ class TorchAttentionBackend:
                 values = v[start:end].to(value_cache.dtype).transpose(0, 1).float()
             else:
                 tables = meta.block_tables[s:s + 1, :-(-context // block_size)]
-                keys = _gather(key_cache, tables)[:, 0, :context]
-                values = _gather(value_cache, tables)[:, 0, :context]
+                keys = _gather(key_cache, tables)[:, 0, :context].float()
+                values = _gather(value_cache, tables)[:, 0, :context].float()
             out[start:end] = _attend(q[start:end].float(), keys, values, scale,
                                      context - (end - start))
         return out
@@ -57,43 +57,57 @@ class TorchAttentionBackend:
     def _decode(q, key_cache, value_cache, meta, seqs, scale):
         """One query token per sequence. Blocks all of them share (a common system prompt) are
         read once for the whole batch — cascade attention — and only each sequence's own
-        remainder is gathered, padded to the longest and masked. Scores of both parts meet in
-        one softmax. The query heads sharing a kv head act as that head's rows of queries."""
+        remainder is gathered, padded to the longest and masked; the two partial results merge
+        by their log-sum-exps. The query heads sharing a kv head act as that head's rows of
+        queries, so no key or value is repeated per query head. Math runs in the cache dtype
+        with float32 accumulation (the CPU flash kernel), with no upcast copy of the context."""
         block_size = key_cache.shape[2]
+        kv_heads, head_dim = key_cache.shape[0], key_cache.shape[3]
+        batch = seqs.shape[0]
         shared_blocks = meta.plan.shared_decode_blocks(block_size)
-        shared = shared_blocks * block_size
-        own_lens = meta.seq_lens[seqs] - shared
+        own_lens = meta.seq_lens[seqs] - shared_blocks * block_size
         tables = meta.block_tables[seqs, shared_blocks:shared_blocks - (-int(own_lens.max())
                                                                          // block_size)]
         keys, values = _gather(key_cache, tables), _gather(value_cache, tables)
-        kv_heads, batch, length, head_dim = keys.shape
-        grouped = (q * scale).view(batch, kv_heads, -1, head_dim).transpose(0, 1)
+        length = keys.shape[2]
+        grouped = q.to(key_cache.dtype).view(batch, kv_heads, -1, head_dim).transpose(0, 1)
         group = grouped.shape[2]
-        scores = grouped @ keys.transpose(2, 3)  # [kv_heads, batch, group, length]
-        padding = torch.arange(length) >= own_lens.unsqueeze(1)
-        scores.masked_fill_(padding[None, :, None, :], float("-inf"))
-        if shared:
+        mask = torch.zeros(batch, length, dtype=key_cache.dtype)
+        mask.masked_fill_(torch.arange(length) >= own_lens.unsqueeze(1), float("-inf"))
+        out, lse = _flash(grouped.reshape(kv_heads * batch, 1, group, head_dim),
+                          keys.view(kv_heads * batch, 1, length, head_dim),
+                          values.view(kv_heads * batch, 1, length, head_dim),
+                          mask.repeat(kv_heads, 1).view(kv_heads * batch, 1, 1, length), scale)
+        out, lse = out.view(kv_heads, batch, group, head_dim).float(), lse.view(kv_heads, batch,
+                                                                                group)
+        if shared_blocks:
             table = meta.block_tables[seqs[:1], :shared_blocks]
-            prefix_keys = _gather(key_cache, table)[:, 0]  # [kv_heads, shared, head_dim]
-            prefix_values = _gather(value_cache, table)[:, 0]
-            rows = grouped.reshape(kv_heads, batch * group, head_dim)
-            prefix_scores = (rows @ prefix_keys.transpose(1, 2)).view(kv_heads, batch, group, -1)
-            scores = torch.cat([prefix_scores, scores], dim=-1)
-        weights = torch.softmax(scores, dim=-1)
-        out = weights[..., shared:] @ values
-        if shared:
-            prefix_weights = weights[..., :shared].reshape(kv_heads, batch * group, shared)
-            out += (prefix_weights @ prefix_values).view(kv_heads, batch, group, head_dim)
+            prefix_out, prefix_lse = _flash(
+                grouped.reshape(kv_heads, 1, batch * group, head_dim),
+                _gather(key_cache, table).view(kv_heads, 1, -1, head_dim),
+                _gather(value_cache, table).view(kv_heads, 1, -1, head_dim), None, scale)
+            prefix_lse = prefix_lse.view(kv_heads, batch, group)
+            total = torch.logaddexp(lse, prefix_lse)
+            out = (out * (lse - total).exp().unsqueeze(-1)
+                   + prefix_out.view(kv_heads, batch, group, head_dim).float()
+                   * (prefix_lse - total).exp().unsqueeze(-1))
         return out.transpose(0, 1).reshape(batch, -1, head_dim)
 
 
+def _flash(q, k, v, mask, scale):
+    """(output, log-sum-exp of the scores) of attention [batch, heads, len, head_dim]; the
+    log-sum-exp is what merges partial results, and public SDPA does not return it."""
+    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=mask,
+                                                                      scale=scale)
+
+
 def _gather(cache: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
-    """The blocks of each table row as float32 [kv_heads, rows, blocks * block_size, head_dim]:
-    one gather and one contiguous converting copy."""
+    """The blocks of each table row as [kv_heads, rows, blocks * block_size, head_dim]: one
+    gather into contiguous runs."""
     rows, num_blocks = tables.shape
     kv_heads, _, block_size, head_dim = cache.shape
     picked = cache.index_select(1, tables.flatten())
-    return picked.float().view(kv_heads, rows, num_blocks * block_size, head_dim)
+    return picked.view(kv_heads, rows, num_blocks * block_size, head_dim)
 
 
 def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
