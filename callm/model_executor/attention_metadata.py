@@ -35,7 +35,7 @@ class AttentionMetadata:
     @cached_property
     def plan(self) -> "BatchPlan":
         """The batch split once per step (not per layer) into single-token sequences, attended
-        together, and longer chunks, attended one by one."""
+        together, and longer chunks, attended one by one, plus the KV blocks all share."""
         starts = self.query_start_loc.tolist()
         contexts = self.seq_lens.tolist()
         decode, prefills = [], []
@@ -46,12 +46,12 @@ class AttentionMetadata:
                 prefills.append((s, start, end, context))
         seqs = torch.tensor([s for s, _ in decode], dtype=torch.long)
         tokens = torch.tensor([t for _, t in decode], dtype=torch.long)
-        common, shortest = 0, 0
-        if len(decode) > 1:
-            tables = self.block_tables[seqs]
+        common, first_query = 0, 0
+        if self.num_seqs > 1:
+            tables = self.block_tables
             common = int((tables == tables[:1]).all(0).int().cumprod(0).sum())
-            shortest = int(self.seq_lens[seqs].min())
-        return BatchPlan(seqs, tokens, prefills, common, shortest)
+            first_query = int((self.seq_lens - self.query_lens).min())
+        return BatchPlan(seqs, tokens, prefills, common, first_query)
 
 
 @dataclass
@@ -59,10 +59,10 @@ class BatchPlan:
     decode_seqs: torch.Tensor  # sequences with one query token this step
     decode_tokens: torch.Tensor  # their token index in the batch
     prefills: list[tuple[int, int, int, int]]  # (sequence, start, end, context length)
-    decode_common_blocks: int = 0  # leading block-table entries all decode sequences share
-    decode_shortest: int = 0  # shortest decode context
+    common_blocks: int = 0  # leading block-table entries all sequences share
+    first_query: int = 0  # earliest position any sequence queries this step
 
-    def shared_decode_blocks(self, block_size: int) -> int:
-        """Leading KV blocks every decode sequence reads (a shared system prompt, through the
-        prefix cache), capped so each sequence keeps at least its newest token to itself."""
-        return max(0, min(self.decode_common_blocks, (self.decode_shortest - 1) // block_size))
+    def shared_blocks(self, block_size: int) -> int:
+        """Leading KV blocks every sequence of the batch reads (a common system prompt, through
+        the prefix cache) and that lie before all of this step's query tokens."""
+        return min(self.common_blocks, self.first_query // block_size)

@@ -128,23 +128,33 @@ def test_mixed_batch_chunked_prefill_and_decodes(name, block_size):
 
 @pytest.mark.parametrize("block_size", [4, 16])
 @pytest.mark.parametrize("name", ["llama-gqa", "qwen3-qknorm-mqa"])
-def test_decode_over_shared_prefix_blocks(name, block_size):
-    """Sequences reusing another's prompt blocks (the prefix cache) decode together — their
-    shared blocks attended once for the batch — and each matches transformers."""
+def test_batches_over_shared_prefix_blocks(name, block_size):
+    """Sequences reusing another's prompt blocks (the prefix cache) prefill — one of them in two
+    chunks — and decode together, their shared blocks attended once for the whole batch; every
+    logit matches transformers."""
     hf, ours = _pair(name)
     rng = random.Random(5)
     prompt = [rng.randrange(97) for _ in range(37)]
-    tails = [[rng.randrange(97) for _ in range(n)] for n in (3, 11, 6)]
+    texts = [prompt + [rng.randrange(97) for _ in range(n)] for n in (3, 11, 14)]
     run = PagedRun(ours, block_size, shuffle=True)
-    run.step([(0, prompt + tails[0])])
+    run.step([(0, texts[0])])
     for sid in (1, 2):
         run.share(sid, 0, len(prompt) // block_size)
-        run.step([(sid, prompt[run.computed[sid]:] + tails[sid])])
-    texts = [prompt + tail for tail in tails]
-    for i in range(4):
-        new = [rng.randrange(97) for _ in texts]
-        got = run.step([(sid, [token]) for sid, token in enumerate(new)])
-        texts = [text + [token] for text, token in zip(texts, new)]
+    start = run.computed[1]
+    texts[0].append(rng.randrange(97))
+    got = run.step([(0, texts[0][-1:]), (1, texts[1][start:]), (2, texts[2][start:-5])])
+    expected = [_hf_logits(hf, texts[0])[-1], _hf_logits(hf, texts[1])[-1],
+                _hf_logits(hf, texts[2][:-5])[-1]]
+    torch.testing.assert_close(got, torch.stack(expected), rtol=1e-4, atol=1e-4)
+    for sid in (0, 1):
+        texts[sid].append(rng.randrange(97))
+    got = run.step([(0, texts[0][-1:]), (1, texts[1][-1:]), (2, texts[2][-5:])])
+    expected = torch.stack([_hf_logits(hf, text)[-1] for text in texts])
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    for _ in range(3):
+        for text in texts:
+            text.append(rng.randrange(97))
+        got = run.step([(sid, text[-1:]) for sid, text in enumerate(texts)])
         expected = torch.stack([_hf_logits(hf, text)[-1] for text in texts])
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 

@@ -2,9 +2,12 @@
 
 Backends share one call: store this step's keys/values at their cache slots, then attend every
 query token causally over its sequence's context, read through the block table.
-- `torch` (CPU default): decode tokens of all sequences in one padded batched matmul, blocks
-  they all share read once (cascade attention); prefill chunks one sequence at a time with
-  SDPA; float32 math over the cache dtype's values.
+- `torch` (CPU default): cascade attention. KV blocks every sequence of the batch shares (a
+  system prompt with tool definitions, through the prefix cache) are attended once by all query
+  tokens together; each sequence's own remainder separately — decode tokens in one padded batch,
+  prefill chunks one by one — and the partial results merge by their log-sum-exps. Math runs in
+  the cache dtype with float32 accumulation (PyTorch's CPU flash kernel), never upcasting a copy
+  of the context.
 - `triton` (CUDA default): the kernels in `callm.model_executor.kernels.paged_attention`.
 """
 
@@ -12,7 +15,6 @@ from functools import cache
 
 import torch
 from torch import nn
-from torch.nn.functional import scaled_dot_product_attention
 
 from callm.model_executor.attention_metadata import AttentionMetadata
 
@@ -20,7 +22,8 @@ from callm.model_executor.attention_metadata import AttentionMetadata
 class TorchAttentionBackend:
     """Caches are laid out [kv_heads, num_blocks, block_size, head_dim]: gathering the blocks of
     a batch's sequences along dim 1 gives, per kv head, each sequence's tokens as one contiguous
-    run — the operand a batched matmul wants — with no strided copy."""
+    run, with no strided copy. The query heads sharing a kv head act as that head's rows of
+    queries, so no key or value is repeated per query head."""
 
     name = "torch"
 
@@ -32,95 +35,96 @@ class TorchAttentionBackend:
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                  key_cache: torch.Tensor, value_cache: torch.Tensor, meta: AttentionMetadata,
                  scale: float) -> torch.Tensor:
-        block_size = key_cache.shape[2]
+        kv_heads, _, block_size, head_dim = key_cache.shape
         blocks, offsets = meta.slot_mapping // block_size, meta.slot_mapping % block_size
-        key_cache[:, blocks, offsets] = k.to(key_cache.dtype).transpose(0, 1)
-        value_cache[:, blocks, offsets] = v.to(value_cache.dtype).transpose(0, 1)
+        k, v = k.to(key_cache.dtype), v.to(value_cache.dtype)
+        key_cache[:, blocks, offsets] = k.transpose(0, 1)
+        value_cache[:, blocks, offsets] = v.transpose(0, 1)
+        q = q.to(key_cache.dtype).view(q.shape[0], kv_heads, -1, head_dim)  # [T, kvh, group, D]
         out = torch.empty(q.shape, dtype=torch.float32)
+        lse = torch.empty(q.shape[:3], dtype=torch.float32)
         plan = meta.plan
+        shared_blocks = plan.shared_blocks(block_size)
+        shared = shared_blocks * block_size
         if plan.decode_seqs.numel():
-            out[plan.decode_tokens] = self._decode(q[plan.decode_tokens].float(), key_cache,
-                                                   value_cache, meta, plan.decode_seqs, scale)
+            seqs, tokens = plan.decode_seqs, plan.decode_tokens
+            tables = meta.block_tables[seqs, shared_blocks:]
+            out[tokens], lse[tokens] = _attend_decodes(
+                q[tokens], key_cache, value_cache, tables, meta.seq_lens[seqs] - shared, scale)
         for s, start, end, context in plan.prefills:
-            if context == end - start:  # no cached prefix: this chunk's own keys/values
-                keys = k[start:end].to(key_cache.dtype).transpose(0, 1).float()
-                values = v[start:end].to(value_cache.dtype).transpose(0, 1).float()
+            if context - shared == end - start:  # its own context is just this chunk
+                keys, values = k[start:end].transpose(0, 1), v[start:end].transpose(0, 1)
             else:
-                tables = meta.block_tables[s:s + 1, :-(-context // block_size)]
-                keys = _gather(key_cache, tables)[:, 0, :context].float()
-                values = _gather(value_cache, tables)[:, 0, :context].float()
-            out[start:end] = _attend(q[start:end].float(), keys, values, scale,
-                                     context - (end - start))
-        return out
-
-    @staticmethod
-    def _decode(q, key_cache, value_cache, meta, seqs, scale):
-        """One query token per sequence. Blocks all of them share (a common system prompt) are
-        read once for the whole batch — cascade attention — and only each sequence's own
-        remainder is gathered, padded to the longest and masked; the two partial results merge
-        by their log-sum-exps. The query heads sharing a kv head act as that head's rows of
-        queries, so no key or value is repeated per query head. Math runs in the cache dtype
-        with float32 accumulation (the CPU flash kernel), with no upcast copy of the context."""
-        block_size = key_cache.shape[2]
-        kv_heads, head_dim = key_cache.shape[0], key_cache.shape[3]
-        batch = seqs.shape[0]
-        shared_blocks = meta.plan.shared_decode_blocks(block_size)
-        own_lens = meta.seq_lens[seqs] - shared_blocks * block_size
-        tables = meta.block_tables[seqs, shared_blocks:shared_blocks - (-int(own_lens.max())
-                                                                         // block_size)]
-        keys, values = _gather(key_cache, tables), _gather(value_cache, tables)
-        length = keys.shape[2]
-        grouped = q.to(key_cache.dtype).view(batch, kv_heads, -1, head_dim).transpose(0, 1)
-        group = grouped.shape[2]
-        mask = torch.zeros(batch, length, dtype=key_cache.dtype)
-        mask.masked_fill_(torch.arange(length) >= own_lens.unsqueeze(1), float("-inf"))
-        out, lse = _flash(grouped.reshape(kv_heads * batch, 1, group, head_dim),
-                          keys.view(kv_heads * batch, 1, length, head_dim),
-                          values.view(kv_heads * batch, 1, length, head_dim),
-                          mask.repeat(kv_heads, 1).view(kv_heads * batch, 1, 1, length), scale)
-        out, lse = out.view(kv_heads, batch, group, head_dim).float(), lse.view(kv_heads, batch,
-                                                                                group)
+                tables = meta.block_tables[s:s + 1, shared_blocks:-(-context // block_size)]
+                keys = _gather(key_cache, tables)[:, 0, :context - shared]
+                values = _gather(value_cache, tables)[:, 0, :context - shared]
+            out[start:end], lse[start:end] = _attend_chunk(q[start:end], keys, values, scale)
         if shared_blocks:
-            table = meta.block_tables[seqs[:1], :shared_blocks]
-            prefix_out, prefix_lse = _flash(
-                grouped.reshape(kv_heads, 1, batch * group, head_dim),
-                _gather(key_cache, table).view(kv_heads, 1, -1, head_dim),
-                _gather(value_cache, table).view(kv_heads, 1, -1, head_dim), None, scale)
-            prefix_lse = prefix_lse.view(kv_heads, batch, group)
-            total = torch.logaddexp(lse, prefix_lse)
-            out = (out * (lse - total).exp().unsqueeze(-1)
-                   + prefix_out.view(kv_heads, batch, group, head_dim).float()
-                   * (prefix_lse - total).exp().unsqueeze(-1))
-        return out.transpose(0, 1).reshape(batch, -1, head_dim)
+            table = meta.block_tables[:1, :shared_blocks]
+            out = _add_shared_prefix(q, out, lse, _gather(key_cache, table)[:, 0],
+                                     _gather(value_cache, table)[:, 0], scale)
+        return out.view(q.shape[0], -1, head_dim)
 
 
 def _flash(q, k, v, mask, scale):
-    """(output, log-sum-exp of the scores) of attention [batch, heads, len, head_dim]; the
-    log-sum-exp is what merges partial results, and public SDPA does not return it."""
-    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=mask,
-                                                                      scale=scale)
+    """(float32 output, log-sum-exp of the scores) of attention over [batch, heads, len,
+    head_dim]; the log-sum-exp is what merges partial results, and public SDPA does not return
+    it. Every query row must see at least one key."""
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+        q, k, v, attn_mask=mask, scale=scale)
+    return out.float(), lse
 
 
 def _gather(cache: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
-    """The blocks of each table row as [kv_heads, rows, blocks * block_size, head_dim]: one
-    gather into contiguous runs."""
+    """The blocks of each table row as [kv_heads, rows, blocks * block_size, head_dim]."""
     rows, num_blocks = tables.shape
     kv_heads, _, block_size, head_dim = cache.shape
     picked = cache.index_select(1, tables.flatten())
     return picked.view(kv_heads, rows, num_blocks * block_size, head_dim)
 
 
-def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
-            prefix: int) -> torch.Tensor:
-    """Causal attention of q [n, H, D] over k/v [kv_heads, prefix + n, D]."""
-    q = q.transpose(0, 1)
-    if prefix == 0:
-        out = scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=True)
-    else:
-        n = q.shape[1]
-        mask = torch.arange(prefix + n) <= (torch.arange(n) + prefix).unsqueeze(1)
-        out = scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=True)
-    return out.transpose(0, 1)
+def _attend_decodes(q, key_cache, value_cache, tables, lens, scale):
+    """One query token per sequence, q [B, kvh, group, D], over each one's `lens` tokens read
+    through `tables`, padded to the longest and masked. -> out [B, kvh, group, D], lse."""
+    batch, kv_heads, group, head_dim = q.shape
+    block_size = key_cache.shape[2]
+    tables = tables[:, :-(-int(lens.max()) // block_size)]
+    keys, values = _gather(key_cache, tables), _gather(value_cache, tables)
+    length = keys.shape[2]
+    mask = torch.zeros(batch, length, dtype=q.dtype)
+    mask.masked_fill_(torch.arange(length) >= lens.unsqueeze(1), float("-inf"))
+    out, lse = _flash(q.transpose(0, 1).reshape(kv_heads * batch, 1, group, head_dim),
+                      keys.view(kv_heads * batch, 1, length, head_dim),
+                      values.view(kv_heads * batch, 1, length, head_dim),
+                      mask.repeat(kv_heads, 1).view(kv_heads * batch, 1, 1, length), scale)
+    return (out.view(kv_heads, batch, group, head_dim).transpose(0, 1),
+            lse.view(kv_heads, batch, group).transpose(0, 1))
+
+
+def _attend_chunk(q, keys, values, scale):
+    """A prefill chunk q [n, kvh, group, D], the last n of `keys`/`values` [kvh, m, D],
+    causally. -> out [n, kvh, group, D], lse."""
+    n, _, group, _ = q.shape
+    m = keys.shape[1]
+    mask = torch.zeros(n, m, dtype=q.dtype)
+    mask.masked_fill_(torch.arange(m) > torch.arange(m - n, m).unsqueeze(1), float("-inf"))
+    out, lse = _flash(q.permute(1, 2, 0, 3), keys.unsqueeze(1).expand(-1, group, -1, -1),
+                      values.unsqueeze(1).expand(-1, group, -1, -1), mask.view(1, 1, n, m),
+                      scale)
+    return out.permute(2, 0, 1, 3), lse.permute(2, 0, 1)
+
+
+def _add_shared_prefix(q, out, lse, keys, values, scale):
+    """Merge into (out, lse) of every query token q [T, kvh, group, D] its attention over the
+    shared prefix keys/values [kvh, P, D], which lie before every query: no mask."""
+    tokens, kv_heads, group, head_dim = q.shape
+    rows = q.permute(1, 0, 2, 3).reshape(1, kv_heads, tokens * group, head_dim)
+    prefix_out, prefix_lse = _flash(rows, keys.unsqueeze(0), values.unsqueeze(0), None, scale)
+    prefix_out = prefix_out.view(kv_heads, tokens, group, head_dim).transpose(0, 1)
+    prefix_lse = prefix_lse.view(kv_heads, tokens, group).transpose(0, 1)
+    total = torch.logaddexp(lse, prefix_lse)
+    return (out * (lse - total).exp().unsqueeze(-1)
+            + prefix_out * (prefix_lse - total).exp().unsqueeze(-1))
 
 
 class TritonAttentionBackend:
