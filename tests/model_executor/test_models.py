@@ -160,7 +160,7 @@ def test_batches_over_shared_prefix_blocks(name, block_size):
 
 
 def test_bf16_weights_stay_close_to_fp32():
-    """bf16 weights with float32 attention math track the float32 model."""
+    """bf16 weights and KV cache (attention accumulating in float32) track the float32 model."""
     hf, ours32 = _pair("llama-gqa")
     config = CONFIGS["llama-gqa"]
     ours16 = model_class(config)(config, dtype=torch.bfloat16)

@@ -2,7 +2,7 @@
 
 Weights load from HF parameter names; q/k/v and gate/up are fused into one matrix each, so a
 layer runs four GEMMs. Activations stay in the weights' dtype except where precision matters:
-RMSNorm, rotary and attention math run in float32.
+RMSNorm and rotary run in float32, attention accumulates in float32.
 """
 
 from collections.abc import Iterable
