@@ -100,7 +100,7 @@ class FormatToolParser(ToolParser):
         return request
 
     def _new_stream(self, request) -> MarkupStream:
-        return MarkupStream(self.formats, _tool_names(request), self.new_tool_call_id)
+        return MarkupStream(self.formats, _tool_schemas(request), self.new_tool_call_id)
 
     def extract_tool_calls(self, model_output: str, request) -> ExtractedToolCallInformation:
         stream = self._new_stream(request)
@@ -129,9 +129,10 @@ class FormatToolParser(ToolParser):
         return _delta_message(self._stream.finish())
 
 
-def _tool_names(request) -> list[str]:
+def _tool_schemas(request) -> dict[str, dict]:
+    """The request's tools: name -> JSON Schema of the parameters."""
     tools = getattr(request, "tools", None) or []
-    return [t.function.name for t in tools]
+    return {t.function.name: t.function.parameters or {} for t in tools}
 
 
 def _delta_message(events: list[Event]) -> DeltaMessage | None:

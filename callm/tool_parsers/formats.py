@@ -10,6 +10,11 @@ others accept variants models drift into.
 The shape every format shares::
 
     [region_start] ["["] [call_start] CALL [call_end] ((","|separator) [call_start] CALL [call_end])* ["]"] [region_end]
+
+CALL is one of the encodings below: a JSON object, a name then a JSON object, a Python call,
+markup parameters whose text values the tool's JSON Schema types (`XmlParameters`), or a
+key/value DSL with its own string quotes (`DslCall`). Gpt-oss's Harmony messages are their own
+encoding (`HarmonyMessage`): a call is a message addressed to a function.
 """
 
 from dataclasses import dataclass
@@ -31,12 +36,19 @@ class JsonObject:
 class NameThenJson:
     """A call is the function name as plain text, optional markers, then the args object.
 
-    `get_weather{"city": "Paris"}` or `get_weather[CALL_ID]abc123XYZ[ARGS]{"city": "Paris"}`.
+    `get_weather{"city": "Paris"}`, `get_weather[CALL_ID]abc123XYZ[ARGS]{"city": "Paris"}`,
+    Kimi's `functions.get_weather:0 <|tool_call_argument_begin|>{...}` (the name is the pattern's
+    `name` group; with `id_in_name` the whole match is the model-written call id).
     """
 
     name_pattern: str = r"[A-Za-z_][\w.\-]*"
     id_marker: str = ""  # marker before a model-written call id, e.g. "[CALL_ID]"
-    args_marker: str = ""  # optional marker between name (or id) and arguments, e.g. "[ARGS]"
+    # Optional marker between name (or id) and arguments, e.g. "[ARGS]", written as given by a
+    # grammar; parsing accepts any whitespace around it.
+    args_marker: str = ""
+    args_suffix: str = ""  # optional text after the arguments, e.g. "\n```" after a fence
+    id_in_name: bool = False
+    name_template: str = "{name}"  # how a grammar writes the name ("{index}": the call's index)
     first_char = "A-Za-z_"
 
 
@@ -47,7 +59,64 @@ class PythonicCall:
     first_char = "A-Za-z_"
 
 
-Encoding = JsonObject | NameThenJson | PythonicCall
+@dataclass(frozen=True)
+class XmlParameters:
+    """A call is a name and `parameter -> text` pairs in markup; each text value becomes the type
+    the tool's JSON Schema declares for it (see `markup_stream.typed_value`).
+
+    Qwen3-Coder `<function=f><parameter=k>v</parameter></function>` (the defaults), MiniMax
+    `<invoke name="f"><parameter name="k">v</parameter></invoke>`, GLM
+    `f<arg_key>k</arg_key><arg_value>v</arg_value>` (no name markers: the name runs to the first
+    whitespace or `<`). A value also ends where the next parameter or the call's end begins, as
+    models sometimes drop the closing tag. One newline around a value is layout, not value.
+    """
+
+    name_prefix: str = "<function="
+    name_suffix: str = ">"
+    key_prefix: str = "<parameter="
+    key_suffix: str = ">"
+    value_prefix: str = ""  # e.g. "<arg_value>" after GLM's "</arg_key>"
+    value_suffix: str = "</parameter>"
+    call_suffix: str = "</function>"
+    # Layout a grammar writes: between name and first parameter, around values, between
+    # parameters. Parsing accepts any whitespace between tags.
+    padding: str = "\n"
+    grammar_style: str = "qwen_xml"  # xgrammar's JSON-schema style for these parameters
+
+    @property
+    def first_char(self) -> str:
+        return regex.escape(self.name_prefix[0]) if self.name_prefix else "A-Za-z_"
+
+
+@dataclass(frozen=True)
+class DslCall:
+    """A call is `PREFIX name{key:value,...}`: keys bare, strings between `quote` marks, other
+    values bare JSON-like literals, `{...}` objects and `[...]` lists nested in the same syntax.
+
+    Gemma 4 `call:f{city:<|"|>Paris<|"|>,days:3}`, FunctionGemma `call:f{city:<escape>Paris<escape>}`.
+    """
+
+    prefix: str = "call:"
+    quote: str = '<|"|>'
+    grammar_style: str = "gemma"  # xgrammar's JSON-schema style ("": none writes this syntax)
+
+    @property
+    def first_char(self) -> str:
+        return regex.escape(self.prefix[0]) if self.prefix else "A-Za-z_"
+
+
+@dataclass(frozen=True)
+class HarmonyMessage:
+    """gpt-oss Harmony: the output is messages, `[<|start|>assistant][ to=R]<|channel|>C[ to=R]
+    [<|constrain|>json]<|message|>BODY<|end|>`. A message whose recipient R is
+    `functions.NAME` is a call with BODY as its JSON arguments, ended by `<|call|>`; the bodies
+    of other messages are content, their headers are markup."""
+
+    recipient_prefix: str = "functions."
+    first_char = "<"
+
+
+Encoding = JsonObject | NameThenJson | PythonicCall | XmlParameters | DslCall | HarmonyMessage
 
 
 @dataclass(frozen=True)
@@ -73,6 +142,10 @@ class ToolCallFormat:
     # `separator` + " ", "\n" after a call marker, else nothing).
     call_padding: str = ""
     joiner: str | None = None
+    # Markers that are never content: met outside a call they are dropped (Harmony's `<|end|>`).
+    # A stray `call_end`/`region_end` right after a call, and a repeated `call_start`, are
+    # always dropped.
+    drop_markers: tuple[str, ...] = ()
 
     @property
     def call_joiner(self) -> str:
@@ -98,6 +171,7 @@ class ToolCallFormat:
     def opener_pattern(self) -> str:
         """A regex for the places this format's markup may begin."""
         alternatives = [regex.escape(self.marker)] if self.marker else []
+        alternatives += [regex.escape(m) for m in self.drop_markers]
         lookahead = f"(?=[{self.first_char_class}])"
         if self.bare == "output_start":
             alternatives.append(r"\A\s*" + lookahead)

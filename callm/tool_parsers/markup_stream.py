@@ -15,12 +15,14 @@ import ast
 import json
 import logging
 import math
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import regex
 
-from callm.tool_parsers.formats import JsonObject, NameThenJson, PythonicCall, ToolCallFormat
+from callm.tool_parsers.formats import (DslCall, HarmonyMessage, JsonObject, NameThenJson,
+                                        PythonicCall, ToolCallFormat, XmlParameters)
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,13 @@ _PY_STRUCTURE = regex.compile(r"""['"()\[\]{},]""")
 _PY_NAME = regex.compile(r"[A-Za-z_][\w.]*")
 _PY_KEYWORD = regex.compile(r"[A-Za-z_]\w*")
 _CALL_ID = regex.compile(r"[A-Za-z0-9_\-]+")
+_XML_NAME = regex.compile(r"[^\s<>]+")
+_DSL_KEY = regex.compile(r"[^\s:{}\[\],<>]+")
+_DSL_SCALAR = regex.compile(r"[^,}\]<]+")
+_HARMONY_HEADER = regex.compile(
+    r"(?:<\|start\|>)?((?:assistant|<\|channel\|>|\s*to=)"
+    r"(?:(?!<\|(?:message|end|start|call|return)\|>)[^\n]){0,300})<\|message\|>")
+_HARMONY_RECIPIENT = regex.compile(r"\bto=(\S+?)(?=\s|<\||$)")
 _CLOSING_JUNK = r"[\s\]}]*"
 
 
@@ -68,9 +77,12 @@ Parse = Generator[None, None, object]
 class MarkupStream:
     """Parses one model output, fed as the text so far; yields events for what became certain."""
 
-    def __init__(self, formats: Sequence[ToolCallFormat], tool_names: Sequence[str],
+    def __init__(self, formats: Sequence[ToolCallFormat], tools: Mapping[str, dict] | Sequence[str],
                  new_call_id: Callable[[], str]):
-        self.tool_names = frozenset(tool_names)
+        """`tools`: the request's tools, name -> JSON Schema of the parameters (or just names);
+        markup formats type their text values by it."""
+        self.tools = tools if isinstance(tools, Mapping) else {name: {} for name in tools}
+        self.tool_names = frozenset(self.tools)
         # Bare variants that need a known tool name can never match without tools: skip them so
         # ordinary text is not held back waiting for them.
         self.formats = [f for f in formats if not f.known_names_only or self.tool_names]
@@ -150,9 +162,15 @@ class MarkupStream:
             if opener is None:
                 return
             start = self.pos
+            if self._drop_marker(start):
+                continue
             for fmt, pattern in zip(self.formats, self._openers):
-                m = pattern.match(self.text, start)
-                if m is None:
+                while True:  # an earlier format's marker may still be arriving
+                    m = pattern.match(self.text, start, partial=True)
+                    if m is None or not m.partial or self.eof:
+                        break
+                    yield
+                if m is None or m.partial:
                     continue
                 self.pos = m.end()
                 if (yield from self._attempt(fmt, opened_by_call=m.group() == fmt.call_start)):
@@ -161,6 +179,15 @@ class MarkupStream:
             else:  # no format fits here: the opener was ordinary text
                 self._emit_content(self.text[start])
                 self.pos = start + 1
+
+    def _drop_marker(self, start: int) -> bool:
+        """Skip a marker that is never content (the format's `drop_markers`)."""
+        for fmt in self.formats:
+            for marker in fmt.drop_markers:
+                if self.text.startswith(marker, start):
+                    self.pos = start + len(marker)
+                    return True
+        return False
 
     def _content_until_opener(self) -> Parse:
         """Release content up to the next place markup may begin; hold back a possible marker
@@ -218,7 +245,20 @@ class MarkupStream:
                 if fmt.call_start and (count or not opened_by_call):
                     yield from self._expect(fmt.call_start)
                     yield from self._skip_ws()
-                yield from self._call(fmt)
+                if fmt.call_start:  # a doubled start marker is one
+                    yield from self._optional(_repeated(fmt.call_start))
+                entry = self.pos
+                try:
+                    is_call = yield from self._call(fmt)
+                except _NoMatch:
+                    if not (fmt.list_wrapped and count):
+                        raise
+                    # A list entry that is not a call is markup, not content: skip it.
+                    self.pos = entry
+                    yield from self._skip_value(fmt)
+                    continue
+                if not is_call:  # markup that opens content (a Harmony message header)
+                    return
             except _NoMatch:
                 if self.num_calls == calls_before:
                     raise
@@ -226,15 +266,22 @@ class MarkupStream:
                 break
             count += 1
             if fmt.call_end:
-                yield from self._optional(regex.compile(_CLOSING_JUNK + regex.escape(fmt.call_end)))
+                yield from self._optional(_closing(fmt.call_end))
             if not (fmt.list_wrapped or fmt.separator or fmt.region_end or fmt.region_start):
                 return  # one call per opening marker
         if fmt.region_end:
-            yield from self._optional(regex.compile(r"\s*" + regex.escape(fmt.region_end)))
+            yield from self._optional(_closing(fmt.region_end, junk=r"\s*"))
+
+    def _skip_value(self, fmt: ToolCallFormat) -> Parse:
+        if isinstance(fmt.encoding, PythonicCall):
+            yield from self._python_value()
+        else:
+            yield from self._json_value()
 
     # ----- one call -----
 
     def _call(self, fmt: ToolCallFormat) -> Parse:
+        """Parse one call; False when the markup read was not a call but opens content."""
         enc = fmt.encoding
         if isinstance(enc, JsonObject):
             yield from self._json_object_call(fmt, enc)
@@ -242,8 +289,15 @@ class MarkupStream:
             yield from self._name_then_json_call(fmt, enc)
         elif isinstance(enc, PythonicCall):
             yield from self._pythonic_call(fmt)
+        elif isinstance(enc, XmlParameters):
+            yield from self._xml_call(fmt, enc)
+        elif isinstance(enc, DslCall):
+            yield from self._dsl_call(fmt, enc)
+        elif isinstance(enc, HarmonyMessage):
+            return (yield from self._harmony_message(fmt, enc))
         else:
             raise TypeError(f"unknown tool-call encoding {enc!r}")
+        return True
 
     def _check_name(self, fmt: ToolCallFormat, name: object) -> str:
         if not isinstance(name, str) or not name.strip():
@@ -303,17 +357,21 @@ class MarkupStream:
         self._emit_arguments(_arguments_text(args))
 
     def _name_then_json_call(self, fmt: ToolCallFormat, enc: NameThenJson) -> Parse:
-        name = (yield from self._match(regex.compile(enc.name_pattern))).group()
-        call_id = None
+        m = yield from self._match(_compiled(enc.name_pattern))
+        name = m.group("name") if "name" in m.re.groupindex else m.group()
+        call_id = m.group() if enc.id_in_name else None
         if enc.id_marker and (yield from self._literal(enc.id_marker)):
             call_id = (yield from self._match(_CALL_ID)).group()
-        if enc.args_marker:
-            yield from self._literal(enc.args_marker)
+        if enc.args_marker.strip():
+            yield from self._skip_ws()
+            yield from self._literal(enc.args_marker.strip())
         yield from self._skip_ws()
         if (yield from self._peek()) != "{":
             raise _NoMatch
         self._begin_call(self._check_name(fmt, name), call_id)
         yield from self._arguments_value()
+        if enc.args_suffix.strip():
+            yield from self._optional(_compiled(r"\s*" + regex.escape(enc.args_suffix.strip())))
 
     def _pythonic_call(self, fmt: ToolCallFormat) -> Parse:
         name = (yield from self._match(_PY_NAME)).group()
@@ -341,6 +399,162 @@ class MarkupStream:
         except _NoMatch:
             pass  # committed: close what was read
         self._emit_arguments("}")
+
+    def _xml_call(self, fmt: ToolCallFormat, enc: XmlParameters) -> Parse:
+        """Name and parameters in markup; values typed by the tool's schema (`typed_value`).
+        String values stream as they arrive, others are converted once complete."""
+        if enc.name_prefix:
+            yield from self._expect(enc.name_prefix)
+        name = (yield from self._match(_xml_key_pattern(enc.name_suffix))).group().strip()
+        if enc.name_suffix:
+            yield from self._expect(enc.name_suffix)
+        self._begin_call(self._check_name(fmt, name))
+        properties = _properties(self.tools.get(name))
+        value_end = _xml_value_end(enc)
+        key_pattern = _xml_key_pattern(enc.key_suffix)
+        self._emit_arguments("{")
+        separator = ""
+        try:
+            while True:
+                yield from self._skip_ws()
+                if enc.call_suffix and (yield from self._literal(enc.call_suffix)):
+                    break
+                if not (yield from self._literal(enc.key_prefix)):
+                    break  # the call ends without its own closing tag
+                key = (yield from self._match(key_pattern)).group().strip()
+                yield from self._expect(enc.key_suffix)
+                if enc.value_prefix:
+                    yield from self._skip_ws()
+                    yield from self._expect(enc.value_prefix)
+                schema = properties.get(key)
+                head = separator + json.dumps(key, ensure_ascii=False) + ": "
+                separator = ", "
+                if _is_string(schema):
+                    self._emit_arguments(head + '"')
+                    yield from self._xml_value(enc, value_end, self._emit_json_chars)
+                    self._emit_arguments('"')
+                else:
+                    text = yield from self._xml_value(enc, value_end, None)
+                    self._emit_arguments(head + json.dumps(typed_value(text, schema),
+                                                           ensure_ascii=False))
+                yield from self._literal(enc.value_suffix)
+        except _NoMatch:
+            pass  # committed: close what was read
+        self._emit_arguments("}")
+
+    def _emit_json_chars(self, text: str) -> None:
+        if text:
+            self._emit_arguments(json.dumps(text, ensure_ascii=False)[1:-1])
+
+    def _xml_value(self, enc: XmlParameters, end: regex.Pattern,
+                   sink: Callable[[str], None] | None) -> Parse:
+        """The text of one value, up to its closing tag (or the next parameter, or the call's
+        end); one newline at either side is layout. `sink` gets the text as it becomes
+        certain: a trailing newline or partial tag waits."""
+        if (yield from self._peek()) == "\n":
+            self.pos += 1
+        start = emitted = i = self.pos
+        while True:
+            text = self.text
+            m = end.search(text, i)
+            if m is not None:
+                stop = m.start() - (m.start() > start and text[m.start() - 1] == "\n")
+                if sink:
+                    sink(text[emitted:stop])
+                self.pos = m.start()
+                return text[start:stop]
+            if self.eof:
+                if sink:
+                    sink(text[emitted:])
+                self.pos = len(text)
+                raise _EndOfText
+            partial = end.search(text, i, partial=True)
+            hold = partial.start() if partial is not None else len(text)
+            safe = hold - (hold > start and text[hold - 1] == "\n")
+            if sink and safe > emitted:
+                sink(text[emitted:safe])
+                emitted = safe
+            i = hold
+            yield
+
+    def _dsl_call(self, fmt: ToolCallFormat, enc: DslCall) -> Parse:
+        """`call:name{key:value,...}`, each top-level argument emitted once complete."""
+        if enc.prefix:
+            yield from self._expect(enc.prefix)
+        name = (yield from self._match(_PY_NAME)).group()
+        yield from self._skip_ws()
+        yield from self._expect("{")
+        self._begin_call(self._check_name(fmt, name))
+        self._emit_arguments("{")
+        try:
+            yield from self._dsl_members(enc, "}", self._emit_arguments)
+        except _NoMatch:
+            pass  # committed: close what was read
+        self._emit_arguments("}")
+
+    def _dsl_members(self, enc: DslCall, closer: str, sink: Callable[[str], None]) -> Parse:
+        """Members of a DSL object (`closer` "}") or items of a list ("]"), as JSON text into
+        `sink`, up to and including the closer."""
+        first = True
+        while True:
+            yield from self._skip_ws()
+            if (yield from self._literal(closer)):
+                return
+            if not first:
+                yield from self._expect(",")
+                yield from self._skip_ws()
+                if (yield from self._literal(closer)):
+                    return
+            item = ""
+            if closer == "}":
+                if (yield from self._literal(enc.quote)):
+                    key = yield from self._dsl_quoted(enc)
+                else:
+                    key = (yield from self._match(_DSL_KEY)).group()
+                yield from self._skip_ws()
+                yield from self._expect(":")
+                yield from self._skip_ws()
+                item = json.dumps(key, ensure_ascii=False) + ": "
+            value = yield from self._dsl_value(enc)
+            sink(("" if first else ", ") + item + value)
+            first = False
+
+    def _dsl_value(self, enc: DslCall) -> Parse:
+        if (yield from self._literal(enc.quote)):
+            return json.dumps((yield from self._dsl_quoted(enc)), ensure_ascii=False)
+        for opener, closer in (("{", "}"), ("[", "]")):
+            if (yield from self._literal(opener)):
+                parts: list[str] = []
+                yield from self._dsl_members(enc, closer, parts.append)
+                return opener + "".join(parts) + closer
+        text = (yield from self._match(_DSL_SCALAR)).group().strip()
+        if not text:
+            raise _NoMatch
+        return json.dumps(typed_value(text, {"type": ["null", "boolean", "number"]}),
+                          ensure_ascii=False)
+
+    def _dsl_quoted(self, enc: DslCall) -> Parse:
+        """The text up to the closing quote mark."""
+        while True:
+            end = self.text.find(enc.quote, self.pos)
+            if end != -1:
+                value = self.text[self.pos:end]
+                self.pos = end + len(enc.quote)
+                return value
+            if self.eof:
+                raise _EndOfText
+            yield
+
+    def _harmony_message(self, fmt: ToolCallFormat, enc: HarmonyMessage) -> Parse:
+        """A message header; a call when addressed to a function, else its body is content."""
+        header = (yield from self._match(_HARMONY_HEADER)).group(1)
+        recipient = _HARMONY_RECIPIENT.search(header)
+        if recipient is None or not recipient.group(1).startswith(enc.recipient_prefix):
+            return False
+        self._begin_call(self._check_name(fmt, recipient.group(1)[len(enc.recipient_prefix):]))
+        yield from self._skip_ws()
+        yield from self._arguments_value()
+        return True
 
     def _arguments_value(self) -> Parse:
         """Stream an arguments object as it arrives; other JSON values are converted whole."""
@@ -593,3 +807,92 @@ def _literal_value(node: ast.expr) -> object:
 
 def _key(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value)
+
+
+@cache
+def _compiled(pattern: str) -> regex.Pattern:
+    return regex.compile(pattern)
+
+
+@cache
+def _repeated(marker: str) -> regex.Pattern:
+    return regex.compile(r"(?:\s*" + regex.escape(marker) + ")+")
+
+
+@cache
+def _closing(marker: str, junk: str = _CLOSING_JUNK) -> regex.Pattern:
+    """A closing marker after stray brackets, and any stray repeats of it."""
+    return regex.compile(junk + regex.escape(marker) + r"(?:\s*" + regex.escape(marker) + ")*")
+
+
+@cache
+def _xml_key_pattern(suffix: str) -> regex.Pattern:
+    """A name or key: up to its closing tag (or, with none, to whitespace or a tag)."""
+    if not suffix:
+        return _XML_NAME
+    return regex.compile(f"[^{regex.escape(suffix[0])}<>\n]+")
+
+
+@cache
+def _xml_value_end(enc: XmlParameters) -> regex.Pattern:
+    ends = [m for m in (enc.value_suffix, enc.key_prefix, enc.call_suffix) if m]
+    return regex.compile("|".join(regex.escape(m) for m in ends))
+
+
+def _properties(schema: dict | None) -> dict:
+    properties = (schema or {}).get("properties")
+    return properties if isinstance(properties, dict) else {}
+
+
+def _schema_types(schema: object) -> set[str]:
+    """The JSON types a schema allows (from `type`, `enum`/`const`, `anyOf`/`oneOf`)."""
+    if not isinstance(schema, dict):
+        return set()
+    kind = schema.get("type")
+    types = {kind} if isinstance(kind, str) else set(kind) if isinstance(kind, list) else set()
+    for value in schema.get("enum", []) + ([schema["const"]] if "const" in schema else []):
+        types.add({str: "string", bool: "boolean", int: "integer", float: "number",
+                   type(None): "null", list: "array", dict: "object"}.get(type(value), "string"))
+    for sub in schema.get("anyOf", []) + schema.get("oneOf", []):
+        types |= _schema_types(sub)
+    return types
+
+
+def _is_string(schema: object) -> bool:
+    """A value the model writes as text stays text: untyped, or a string is allowed."""
+    types = _schema_types(schema)
+    return not types or "string" in types
+
+
+def typed_value(text: str, schema: object) -> object:
+    """A markup parameter's text as the type its JSON Schema declares: strings stay strings;
+    numbers, booleans, null, objects and arrays are parsed (JSON, or Python literals read with
+    `ast`); anything that does not parse stays the text."""
+    types = _schema_types(schema)
+    if not types or "string" in types:
+        return text
+    word = text.strip()
+    lowered = word.lower()
+    if "null" in types and lowered in ("null", "none"):
+        return None
+    if "boolean" in types and lowered in ("true", "false"):
+        return lowered == "true"
+    if types & {"integer", "number"}:
+        try:
+            return int(word)
+        except ValueError:
+            pass
+        try:
+            number = float(word)
+            if math.isfinite(number):
+                return int(number) if number.is_integer() and "number" not in types else number
+        except ValueError:
+            pass
+    if types & {"object", "array"}:
+        try:
+            return json.loads(word)
+        except ValueError:
+            value = json.loads(python_literal_json(word))
+            if isinstance(value, (dict, list)):
+                return value
+    return text

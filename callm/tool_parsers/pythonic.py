@@ -21,3 +21,19 @@ class PythonicToolParser(FormatToolParser):
 @ToolParserManager.register_module("llama4_pythonic")
 class Llama4PythonicToolParser(FormatToolParser):
     formats = (LLAMA4_PYTHONIC,)
+
+
+@ToolParserManager.register_module("olmo3")
+class Olmo3ToolParser(FormatToolParser):
+    """OLMo 3: `<function_calls>f(a=1)\\ng(b=2)</function_calls>`, one call per line."""
+
+    formats = (ToolCallFormat(PythonicCall(), region_start="<function_calls>",
+                              region_end="</function_calls>", joiner="\n"),)
+
+
+@ToolParserManager.register_module("lfm2")
+class Lfm2ToolParser(FormatToolParser):
+    """LFM2: `<|tool_call_start|>[f(a=1), g()]<|tool_call_end|>`."""
+
+    formats = (ToolCallFormat(PythonicCall(), region_start="<|tool_call_start|>",
+                              region_end="<|tool_call_end|>", list_wrapped=True),)
