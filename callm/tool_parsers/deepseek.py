@@ -9,7 +9,7 @@ CALL_BEGIN, CALL_END, SEP = "<｜tool▁call▁begin｜>", "<｜tool▁call▁en
 NAME = r"[^\s<`{]+"
 
 
-@ToolParserManager.register_module("deepseek_v3")
+@ToolParserManager.register_module(["deepseek_v3", "deepseekv3"])
 class DeepSeekV3ToolParser(FormatToolParser):
     """`<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\\n```json\\n{args}\\n```
     <｜tool▁call▁end｜>…<｜tool▁calls▁end｜>`."""
@@ -20,7 +20,7 @@ class DeepSeekV3ToolParser(FormatToolParser):
                               call_start=CALL_BEGIN + "function" + SEP, call_end=CALL_END),)
 
 
-@ToolParserManager.register_module("deepseek_v31")
+@ToolParserManager.register_module(["deepseek_v31", "deepseekv31"])
 class DeepSeekV31ToolParser(FormatToolParser):
     """`<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>NAME<｜tool▁sep｜>{args}<｜tool▁call▁end｜>…
     <｜tool▁calls▁end｜>`."""

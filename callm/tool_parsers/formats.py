@@ -29,6 +29,9 @@ class JsonObject:
 
     name_keys: tuple[str, ...] = ("name",)
     args_keys: tuple[str, ...] = ("arguments", "parameters")
+    id_key: str = ""  # a key holding a model-written call id, e.g. Cohere's "tool_call_id"
+    # Apertus writes `{"get_weather": {...}}`: the only key is the name, its value the arguments.
+    name_is_key: bool = False
     first_char = "{"
 
 
@@ -76,6 +79,9 @@ class XmlParameters:
     key_prefix: str = "<parameter="
     key_suffix: str = ">"
     value_prefix: str = ""  # e.g. "<arg_value>" after GLM's "</arg_key>"
+    # With a quoted name/key (suffix '"'), attributes may follow up to this marker, e.g. DSML's
+    # ` string="true">`: a `string="false"` or non-string `type="..."` attribute types the value.
+    attributes_end: str = ""
     value_suffix: str = "</parameter>"
     call_suffix: str = "</function>"
     # Layout a grammar writes: between name and first parameter, around values, between

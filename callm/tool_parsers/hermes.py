@@ -14,6 +14,6 @@ FENCED_JSON = ToolCallFormat(JsonObject(), region_start="```json", region_end="`
 BARE_JSON = ToolCallFormat(JsonObject(), bare="line_start", known_names_only=True)
 
 
-@ToolParserManager.register_module(["hermes", "qwen3_json"])
+@ToolParserManager.register_module(["hermes", "qwen3_json", "qwen25", "qwen", "trinity"])
 class HermesToolParser(FormatToolParser):
     formats = (HERMES, FENCED_JSON, BARE_JSON)

@@ -23,7 +23,14 @@ class Granite20bFCToolParser(FormatToolParser):
     formats = (ToolCallFormat(JSON, call_start="<function_call>", call_padding=" "),)
 
 
-@ToolParserManager.register_module("internlm")
+@ToolParserManager.register_module("granite4")
+class Granite4ToolParser(FormatToolParser):
+    """Granite 4.0: `<tool_call>{...}</tool_call>` for each call."""
+
+    formats = (ToolCallFormat(JSON, call_start="<tool_call>", call_end="</tool_call>"),)
+
+
+@ToolParserManager.register_module(["internlm", "interns1"])
 class InternLMToolParser(FormatToolParser):
     """InternLM 2.5: `<|action_start|><|plugin|>{"name": ..., "parameters": ...}<|action_end|>`."""
 
@@ -89,3 +96,46 @@ class XLAMToolParser(FormatToolParser):
                ToolCallFormat(JSON, region_start="<tool_call>", region_end="</tool_call>",
                               list_wrapped=True),
                ToolCallFormat(JSON, region_start="</think>", list_wrapped=True))
+
+
+@ToolParserManager.register_module("minimax")
+class MinimaxToolParser(FormatToolParser):
+    """MiniMax-M1: `<tool_calls>\\n{...}\\n{...}\\n</tool_calls>`, one object per line."""
+
+    formats = (ToolCallFormat(JSON, region_start="<tool_calls>", region_end="</tool_calls>",
+                              joiner="\n"),)
+
+
+@ToolParserManager.register_module(["apertus", "apertus2509"])
+class ApertusToolParser(FormatToolParser):
+    """Apertus: `<|tools_prefix|>[{"f": {args}}, ...]<|tools_suffix|>`, the name as the key."""
+
+    formats = (ToolCallFormat(JsonObject(name_is_key=True), region_start="<|tools_prefix|>",
+                              region_end="<|tools_suffix|>", list_wrapped=True),)
+
+
+@ToolParserManager.register_module(["cohere_command3", "cohere_command4"])
+class CohereCommandToolParser(FormatToolParser):
+    """Cohere Command A / cmd4: `<|START_ACTION|>[{"tool_call_id": "0", "tool_name": "f",
+    "parameters": {...}}, ...]<|END_ACTION|>`, the model's ids kept; the response and thinking
+    markers are markup."""
+
+    formats = (ToolCallFormat(JsonObject(name_keys=("tool_name",), args_keys=("parameters",),
+                                         id_key="tool_call_id"),
+                              region_start="<|START_ACTION|>", region_end="<|END_ACTION|>",
+                              list_wrapped=True,
+                              drop_markers=("<|START_RESPONSE|>", "<|END_RESPONSE|>",
+                                            "<|START_TEXT|>", "<|END_TEXT|>",
+                                            "<|START_THINKING|>", "<|END_THINKING|>")),)
+
+
+@ToolParserManager.register_module("inkling")
+class InklingToolParser(FormatToolParser):
+    """Inkling: `<|message_model|><|content_invoke_tool_json|>{"name": "f", "args": {...}}
+    <|end_message|>`; the other block markers are markup."""
+
+    formats = (ToolCallFormat(JsonObject(args_keys=("args", "arguments")),
+                              call_start="<|content_invoke_tool_json|>", call_end="<|end_message|>",
+                              drop_markers=("<|message_model|>", "<|content_text|>",
+                                            "<|content_thinking|>", "<|end_message|>",
+                                            "<|content_model_end_sampling|>")),)

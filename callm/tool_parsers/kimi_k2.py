@@ -8,9 +8,10 @@ from callm.tool_parsers.formats import NameThenJson, ToolCallFormat
 
 @ToolParserManager.register_module("kimi_k2")
 class KimiK2ToolParser(FormatToolParser):
-    formats = (ToolCallFormat(
+    formats = tuple(ToolCallFormat(
         NameThenJson(name_pattern=r"(?:functions\.)?(?P<name>[\w\-.]+?):\d+", id_in_name=True,
                      args_marker="<|tool_call_argument_begin|>",
                      name_template="functions.{name}:{index}"),
-        region_start="<|tool_calls_section_begin|>", region_end="<|tool_calls_section_end|>",
-        call_start="<|tool_call_begin|>", call_end="<|tool_call_end|>"),)
+        region_start=f"<|tool_{calls}_section_begin|>", region_end=f"<|tool_{calls}_section_end|>",
+        call_start="<|tool_call_begin|>", call_end="<|tool_call_end|>")
+        for calls in ("calls", "call"))  # the singular spelling occurs too

@@ -10,6 +10,6 @@ LLAMA3_JSON = ToolCallFormat(JsonObject(args_keys=("parameters", "arguments")),
                              region_start="<|python_tag|>", bare="output_start", separator=";")
 
 
-@ToolParserManager.register_module(["llama3_json", "llama4_json"])
+@ToolParserManager.register_module(["llama3_json", "llama4_json", "llama3"])
 class Llama3JsonToolParser(FormatToolParser):
     formats = (LLAMA3_JSON,)

@@ -37,6 +37,8 @@ _CALL_ID = regex.compile(r"[A-Za-z0-9_\-]+")
 _XML_NAME = regex.compile(r"[^\s<>]+")
 _DSL_KEY = regex.compile(r"[^\s:{}\[\],<>]+")
 _DSL_SCALAR = regex.compile(r"[^,}\]<]+")
+_NOT_STRING_ATTRIBUTE = regex.compile(r'string="false"|type="(?!string")[^"]*"')
+_ANY_JSON = {"type": ["null", "boolean", "number", "object", "array"]}
 _HARMONY_HEADER = regex.compile(
     r"(?:<\|start\|>)?((?:assistant|<\|channel\|>|\s*to=)"
     r"(?:(?!<\|(?:message|end|start|call|return)\|>)[^\n]){0,300})<\|message\|>")
@@ -311,6 +313,20 @@ class MarkupStream:
         yield from self._expect("{")
         yield from self._skip_ws()
         key = yield from self._json_string()
+        if enc.name_is_key:  # {"name": {arguments}}
+            yield from self._skip_ws()
+            yield from self._expect(":")
+            yield from self._skip_ws()
+            if (yield from self._peek()) != "{":
+                raise _NoMatch
+            self._begin_call(self._check_name(fmt, key))
+            try:
+                yield from self._arguments_value()
+                yield from self._skip_ws()
+                yield from self._expect("}")
+            except _NoMatch:
+                pass  # committed: keep what was read
+            return
         if key not in enc.name_keys:
             if fmt.known_names_only or not fmt.marker:
                 raise _NoMatch
@@ -352,7 +368,9 @@ class MarkupStream:
         if not isinstance(obj, dict):
             raise _NoMatch
         name = next((obj[k] for k in enc.name_keys if k in obj), None)
-        self._begin_call(self._check_name(fmt, name))
+        call_id = obj.get(enc.id_key) if enc.id_key else None
+        self._begin_call(self._check_name(fmt, name),
+                         str(call_id) if isinstance(call_id, (str, int)) else None)
         args = next((obj[k] for k in enc.args_keys if k in obj), {})
         self._emit_arguments(_arguments_text(args))
 
@@ -408,6 +426,7 @@ class MarkupStream:
         name = (yield from self._match(_xml_key_pattern(enc.name_suffix))).group().strip()
         if enc.name_suffix:
             yield from self._expect(enc.name_suffix)
+        yield from self._xml_attributes(enc)
         self._begin_call(self._check_name(fmt, name))
         properties = _properties(self.tools.get(name))
         value_end = _xml_value_end(enc)
@@ -423,10 +442,13 @@ class MarkupStream:
                     break  # the call ends without its own closing tag
                 key = (yield from self._match(key_pattern)).group().strip()
                 yield from self._expect(enc.key_suffix)
+                attributes = yield from self._xml_attributes(enc)
                 if enc.value_prefix:
                     yield from self._skip_ws()
                     yield from self._expect(enc.value_prefix)
                 schema = properties.get(key)
+                if _NOT_STRING_ATTRIBUTE.search(attributes):
+                    schema = _ANY_JSON
                 head = separator + json.dumps(key, ensure_ascii=False) + ": "
                 separator = ", "
                 if _is_string(schema):
@@ -441,6 +463,13 @@ class MarkupStream:
         except _NoMatch:
             pass  # committed: close what was read
         self._emit_arguments("}")
+
+    def _xml_attributes(self, enc: XmlParameters) -> Parse:
+        """Attributes after a quoted name or key, up to `attributes_end` (none: "")."""
+        if not enc.attributes_end:
+            return ""
+        m = yield from self._match(_compiled(r"[^<>\n]{0,200}?" + regex.escape(enc.attributes_end)))
+        return m.group()
 
     def _emit_json_chars(self, text: str) -> None:
         if text:

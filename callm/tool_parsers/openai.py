@@ -7,7 +7,7 @@ from callm.tool_parsers.abstract_tool_parser import FormatToolParser, ToolParser
 from callm.tool_parsers.formats import HarmonyMessage, ToolCallFormat
 
 
-@ToolParserManager.register_module("openai")
+@ToolParserManager.register_module(["openai", "gpt-oss"])
 class OpenAIToolParser(FormatToolParser):
     formats = (ToolCallFormat(HarmonyMessage(), region_start="<|start|>", bare="output_start",
                               call_end="<|call|>",
