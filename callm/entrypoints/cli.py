@@ -78,7 +78,13 @@ def _parsers(args: argparse.Namespace) -> int:
     load_general_plugins()
     for path in args.tool_parser_plugin or []:
         ToolParserManager.import_tool_parser(path)
-    print("\n".join(ToolParserManager.list_registered()))
+    by_class: dict[type, list[str]] = {}
+    for name in ToolParserManager.list_registered():
+        by_class.setdefault(ToolParserManager.get_tool_parser(name), []).append(name)
+    for cls, names in by_class.items():
+        summary = " ".join((cls.__doc__ or "").split()) or "(no description)"
+        print(" ".join(names))
+        print(f"    {summary}")
     return 0
 
 

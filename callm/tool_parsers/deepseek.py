@@ -11,7 +11,7 @@ NAME = r"[^\s<`{]+"
 
 @ToolParserManager.register_module(["deepseek_v3", "deepseekv3"])
 class DeepSeekV3ToolParser(FormatToolParser):
-    """`<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\\n```json\\n{args}\\n```
+    """DeepSeek V3 / R1-0528: `<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\\n```json\\n{args}\\n```
     <｜tool▁call▁end｜>…<｜tool▁calls▁end｜>`."""
 
     formats = (ToolCallFormat(NameThenJson(name_pattern=NAME, args_marker="\n```json\n",
@@ -22,7 +22,7 @@ class DeepSeekV3ToolParser(FormatToolParser):
 
 @ToolParserManager.register_module(["deepseek_v31", "deepseekv31"])
 class DeepSeekV31ToolParser(FormatToolParser):
-    """`<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>NAME<｜tool▁sep｜>{args}<｜tool▁call▁end｜>…
+    """DeepSeek V3.1: `<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>NAME<｜tool▁sep｜>{args}<｜tool▁call▁end｜>…
     <｜tool▁calls▁end｜>`."""
 
     formats = (ToolCallFormat(NameThenJson(name_pattern=NAME, args_marker=SEP),

@@ -8,6 +8,10 @@ from callm.tool_parsers.formats import NameThenJson, ToolCallFormat
 
 @ToolParserManager.register_module("kimi_k2")
 class KimiK2ToolParser(FormatToolParser):
+    """Kimi K2: `<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0
+    <|tool_call_argument_begin|>{args}<|tool_call_end|><|tool_calls_section_end|>`; the
+    model-written `functions.f:0` is the call id."""
+
     formats = tuple(ToolCallFormat(
         NameThenJson(name_pattern=r"(?:functions\.)?(?P<name>[\w\-.]+?):\d+", id_in_name=True,
                      args_marker="<|tool_call_argument_begin|>",

@@ -145,3 +145,21 @@ def test_cli_lists_plugin_parser():
                           "--tool-parser-plugin", "nope/missing.py"], capture_output=True,
                          text=True, cwd=ROOT)
     assert bad.returncode == 2 and "missing.py" in bad.stderr
+
+
+def test_example_markup_plugin_types_values_by_schema():
+    """The example's markup-parameter format, declared in a few lines, parses and streams with
+    values typed by the tool's schema."""
+    ToolParserManager.import_tool_parser(str(EXAMPLE))
+    sys.path.insert(0, str(ROOT / "tests" / "tool_parsers"))
+    try:
+        from parser_fixtures import request_with_tools
+        from streaming_parity import assert_streaming_parity
+    finally:
+        sys.path.pop(0)
+    output = ('Checking.<tool><call name="search_docs"><arg name="query">tool calling</arg>'
+              '<arg name="limit">3</arg></call></tool>')
+    result = assert_streaming_parity(ToolParserManager.get_tool_parser("xmlcall"), output,
+                                     request_with_tools(), all_splits=False)
+    assert result.normalized() == ("Checking.", [("search_docs", {"query": "tool calling",
+                                                                 "limit": 3})])
