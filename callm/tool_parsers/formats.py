@@ -186,3 +186,61 @@ class ToolCallFormat:
         if not alternatives:
             raise ValueError("a tool-call format needs a start marker or a bare opening")
         return "|".join(f"(?:{a})" for a in alternatives)
+
+
+def write_calls(fmt: ToolCallFormat, calls: list[tuple[str, dict]]) -> str:
+    """The markup a model writes for `calls` (name, arguments) in `fmt`'s canonical layout —
+    what its parser reads back. Benchmarks and round-trip tests render outputs with it."""
+    pad = fmt.call_padding
+    bodies = [fmt.call_start + pad + _write_call(fmt.encoding, i, name, args) + pad + fmt.call_end
+              for i, (name, args) in enumerate(calls)]
+    body = fmt.call_joiner.join(bodies)
+    if fmt.list_wrapped:
+        body = f"[{body}]"
+    if isinstance(fmt.encoding, HarmonyMessage):  # the prompt already opened the message
+        return body
+    return fmt.region_start + body + fmt.region_end
+
+
+def _write_call(enc: Encoding, index: int, name: str, args: dict) -> str:
+    import json
+
+    if isinstance(enc, JsonObject):
+        if enc.name_is_key:
+            return json.dumps({name: args}, ensure_ascii=False)
+        head = {enc.id_key: str(index)} if enc.id_key else {}
+        return json.dumps({**head, enc.name_keys[0]: name, enc.args_keys[0]: args},
+                          ensure_ascii=False)
+    if isinstance(enc, NameThenJson):
+        return (enc.name_template.format(name=name, index=index) + enc.args_marker
+                + json.dumps(args, ensure_ascii=False) + enc.args_suffix)
+    if isinstance(enc, PythonicCall):
+        return f"{name}(" + ", ".join(f"{k}={v!r}" for k, v in args.items()) + ")"
+    if isinstance(enc, XmlParameters):
+        pad, attrs = enc.padding, enc.attributes_end
+        out = enc.name_prefix + name + enc.name_suffix + attrs
+        for key, value in args.items():
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            kind = (' string="true"' if isinstance(value, str) else ' string="false"') if attrs else ""
+            out += (pad + enc.key_prefix + key + enc.key_suffix + kind + attrs + enc.value_prefix
+                    + pad + text + pad + enc.value_suffix)
+        return out + pad + enc.call_suffix
+    if isinstance(enc, DslCall):
+        return enc.prefix + name + _write_dsl(args, enc.quote)
+    if isinstance(enc, HarmonyMessage):
+        start = "<|start|>assistant" if index else ""
+        return (f"{start}<|channel|>commentary to={enc.recipient_prefix}{name} <|constrain|>json"
+                f"<|message|>{json.dumps(args, ensure_ascii=False)}")
+    raise TypeError(f"unknown tool-call encoding {enc!r}")
+
+
+def _write_dsl(value: object, quote: str) -> str:
+    import json
+
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_write_dsl(v, quote)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_write_dsl(v, quote) for v in value) + "]"
+    if isinstance(value, str):
+        return quote + value + quote
+    return json.dumps(value)
