@@ -82,7 +82,8 @@ def _parsers(args: argparse.Namespace) -> int:
     for name in ToolParserManager.list_registered():
         by_class.setdefault(ToolParserManager.get_tool_parser(name), []).append(name)
     for cls, names in by_class.items():
-        summary = " ".join((cls.__doc__ or "").split()) or "(no description)"
+        doc = cls.__doc__ or sys.modules[cls.__module__].__doc__ or "(no description)"
+        summary = " ".join(doc.split("\n\n")[0].split())
         print(" ".join(names))
         print(f"    {summary}")
     return 0

@@ -15,11 +15,15 @@ LLAMA4_PYTHONIC = ToolCallFormat(PythonicCall(), region_start="<|python_start|>"
 
 @ToolParserManager.register_module("pythonic")
 class PythonicToolParser(FormatToolParser):
+    """Llama 3.2 (pythonic template), ToolACE: the output is `[f(a=1, b='x'), g()]`."""
+
     formats = (PYTHONIC,)
 
 
 @ToolParserManager.register_module("llama4_pythonic")
 class Llama4PythonicToolParser(FormatToolParser):
+    """Llama 4: `<|python_start|>[f(a=1), g()]<|python_end|>`, the tags optional."""
+
     formats = (LLAMA4_PYTHONIC,)
 
 

@@ -1,6 +1,8 @@
 """Families that write a call's parameters as markup, one tag per parameter, with text values
 typed by the tool's JSON Schema (see `formats.XmlParameters`)."""
 
+from dataclasses import replace
+
 from callm.tool_parsers.abstract_tool_parser import FormatToolParser, ToolParserManager
 from callm.tool_parsers.formats import ToolCallFormat, XmlParameters
 
@@ -18,7 +20,9 @@ class Qwen3CoderToolParser(FormatToolParser):
 
     formats = (ToolCallFormat(QWEN_XML, call_start="<tool_call>", call_end="</tool_call>",
                               call_padding="\n"),
-               ToolCallFormat(QWEN_XML, call_start="<function=", known_names_only=True))
+               # `<function=` with no `<tool_call>` before it: the marker is the name's prefix.
+               ToolCallFormat(replace(QWEN_XML, name_prefix=""), call_start="<function=",
+                              known_names_only=True))
 
 
 @ToolParserManager.register_module("seed_oss")
