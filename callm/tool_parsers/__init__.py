@@ -74,6 +74,8 @@ _BUILTIN_PARSERS = {  # name -> "module:Class", kept equal to the modules' regis
     "minicpm5": "xml_families:MiniCPM5ToolParser",
     "solar_open2": "xml_families:SolarOpen2ToolParser",
     "kimi_k3": "xml_families:KimiK3ToolParser",
+    "minimax_m3": "xml_families:MinimaxM3ToolParser",
+    "minimax-m3": "xml_families:MinimaxM3ToolParser",
 }
 
 for _name, _target in _BUILTIN_PARSERS.items():

@@ -95,6 +95,26 @@ class XmlParameters:
 
 
 @dataclass(frozen=True)
+class NestedXml:
+    """A call's arguments as tags named by their keys, nested for objects, repeated `<item>`
+    tags for arrays (a repeated key makes an array too), every tag behind `namespace`; leaf
+    text is typed by the tool's JSON Schema. MiniMax M3:
+    `]<]minimax[>[<invoke name="f">]<]minimax[>[<city>Paris]<]minimax[>[</city>]<]minimax[>[</invoke>`.
+    """
+
+    namespace: str = "]<]minimax[>["
+    name_prefix: str = '<invoke name="'
+    name_suffix: str = '">'
+    call_suffix: str = "</invoke>"
+    item_tag: str = "item"
+    grammar_style: str = "minimax_m3_xml"
+
+    @property
+    def first_char(self) -> str:
+        return regex.escape(self.namespace[0])
+
+
+@dataclass(frozen=True)
 class DslCall:
     """A call is `PREFIX name{key:value,...}`: keys bare, strings between `quote` marks, other
     values bare JSON-like literals, `{...}` objects and `[...]` lists nested in the same syntax.
@@ -122,7 +142,8 @@ class HarmonyMessage:
     first_char = "<"
 
 
-Encoding = JsonObject | NameThenJson | PythonicCall | XmlParameters | DslCall | HarmonyMessage
+Encoding = (JsonObject | NameThenJson | PythonicCall | XmlParameters | NestedXml | DslCall
+            | HarmonyMessage)
 
 
 @dataclass(frozen=True)
@@ -225,6 +246,9 @@ def _write_call(enc: Encoding, index: int, name: str, args: dict) -> str:
             out += (pad + enc.key_prefix + key + enc.key_suffix + kind + attrs + enc.value_prefix
                     + pad + text + pad + enc.value_suffix)
         return out + pad + enc.call_suffix
+    if isinstance(enc, NestedXml):
+        return (enc.namespace + enc.name_prefix + name + enc.name_suffix
+                + _write_nested(args, enc) + enc.namespace + enc.call_suffix)
     if isinstance(enc, DslCall):
         return enc.prefix + name + _write_dsl(args, enc.quote)
     if isinstance(enc, HarmonyMessage):
@@ -244,3 +268,15 @@ def _write_dsl(value: object, quote: str) -> str:
     if isinstance(value, str):
         return quote + value + quote
     return json.dumps(value)
+
+
+def _write_nested(value: object, enc: NestedXml) -> str:
+    import json
+
+    ns = enc.namespace
+    if isinstance(value, dict):
+        return "".join(f"{ns}<{k}>{_write_nested(v, enc)}{ns}</{k}>" for k, v in value.items())
+    if isinstance(value, list):
+        return "".join(f"{ns}<{enc.item_tag}>{_write_nested(v, enc)}{ns}</{enc.item_tag}>"
+                       for v in value)
+    return value if isinstance(value, str) else json.dumps(value)

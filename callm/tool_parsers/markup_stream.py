@@ -22,7 +22,7 @@ from functools import cache
 import regex
 
 from callm.tool_parsers.formats import (DslCall, HarmonyMessage, JsonObject, NameThenJson,
-                                        PythonicCall, ToolCallFormat, XmlParameters)
+                                        NestedXml, PythonicCall, ToolCallFormat, XmlParameters)
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ _DSL_KEY = regex.compile(r"[^\s:{}\[\],<>]+")
 _DSL_SCALAR = regex.compile(r"[^,}\]<]+")
 _NOT_STRING_ATTRIBUTE = regex.compile(r'string="false"|type="(?!string")[^"]*"')
 _ANY_JSON = {"type": ["null", "boolean", "number", "object", "array"]}
+_NESTED_KEY = regex.compile(r"[^<>/\s]+")
 _HARMONY_HEADER = regex.compile(
     r"(?:<\|start\|>)?((?:assistant|<\|channel\|>|\s*to=)"
     r"(?:(?!<\|(?:message|end|start|call|return)\|>)[^\n]){0,300})<\|message\|>")
@@ -229,6 +230,14 @@ class MarkupStream:
         if fmt.list_wrapped:
             yield from self._skip_ws()
             yield from self._expect("[")
+            if fmt.marker:  # `[]` after the marker: markup that says "no calls"
+                mark = self.pos
+                yield from self._skip_ws()
+                if (yield from self._literal("]")):
+                    if fmt.region_end:
+                        yield from self._optional(_closing(fmt.region_end, junk=r"\s*"))
+                    return
+                self.pos = mark
         count = 0
         while True:
             mark = self.pos
@@ -293,6 +302,8 @@ class MarkupStream:
             yield from self._pythonic_call(fmt)
         elif isinstance(enc, XmlParameters):
             yield from self._xml_call(fmt, enc)
+        elif isinstance(enc, NestedXml):
+            yield from self._nested_xml_call(fmt, enc)
         elif isinstance(enc, DslCall):
             yield from self._dsl_call(fmt, enc)
         elif isinstance(enc, HarmonyMessage):
@@ -327,6 +338,17 @@ class MarkupStream:
             except _NoMatch:
                 pass  # committed: keep what was read
             return
+        call_id = None
+        if enc.id_key and key == enc.id_key:  # the model's call id, then the name (Cohere)
+            yield from self._skip_ws()
+            yield from self._expect(":")
+            yield from self._skip_ws()
+            if (yield from self._peek()) == '"':
+                call_id = yield from self._json_string()
+                yield from self._skip_ws()
+                if (yield from self._literal(",")):
+                    yield from self._skip_ws()
+                    key = yield from self._json_string()
         if key not in enc.name_keys:
             if fmt.known_names_only or not fmt.marker:
                 raise _NoMatch
@@ -338,7 +360,7 @@ class MarkupStream:
         yield from self._expect(":")
         yield from self._skip_ws()
         name = self._check_name(fmt, (yield from self._json_string()))
-        self._begin_call(name)
+        self._begin_call(name, call_id)
         try:
             arguments_done = False
             while True:
@@ -506,6 +528,44 @@ class MarkupStream:
             i = hold
             yield
 
+    def _nested_xml_call(self, fmt: ToolCallFormat, enc: NestedXml) -> Parse:
+        """Tags named by keys, read into a tree and typed by the schema once the call ends."""
+        yield from self._expect(enc.namespace + enc.name_prefix)
+        name = (yield from self._match(_xml_key_pattern(enc.name_suffix))).group().strip()
+        yield from self._expect(enc.name_suffix)
+        self._begin_call(self._check_name(fmt, name))
+        try:
+            members = yield from self._nested_members(enc, enc.namespace + enc.call_suffix)
+        except _NoMatch:
+            members = []  # committed: what could not be read is dropped with the call's tags
+        self._emit_arguments(json.dumps(nested_value(members, self.tools.get(name), enc),
+                                        ensure_ascii=False))
+
+    def _nested_members(self, enc: NestedXml, closer: str) -> Parse:
+        """(key, text or members) pairs up to and including `closer`."""
+        members = []
+        while True:
+            yield from self._skip_ws()
+            if (yield from self._literal(closer)):
+                return members
+            yield from self._expect(enc.namespace + "<")
+            key = (yield from self._match(_NESTED_KEY)).group()
+            yield from self._expect(">")
+            end = f"{enc.namespace}</{key}>"
+            mark = self.pos
+            yield from self._skip_ws()
+            if (yield from self._literal(enc.namespace + "<")) and (yield from self._peek()) != "/":
+                self.pos = mark
+                members.append((key, (yield from self._nested_members(enc, end))))
+                continue
+            self.pos = mark
+            while (i := self.text.find(end, self.pos)) == -1:
+                if self.eof:
+                    raise _EndOfText
+                yield
+            members.append((key, self.text[mark:i]))
+            self.pos = i + len(end)
+
     def _dsl_call(self, fmt: ToolCallFormat, enc: DslCall) -> Parse:
         """`call:name{key:value,...}`, each top-level argument emitted once complete."""
         if enc.prefix:
@@ -556,6 +616,8 @@ class MarkupStream:
                 parts: list[str] = []
                 yield from self._dsl_members(enc, closer, parts.append)
                 return opener + "".join(parts) + closer
+        if (yield from self._peek()) in ",}]":  # `key:` with no value: an empty string
+            return '""'
         text = (yield from self._match(_DSL_SCALAR)).group().strip()
         if not text:
             raise _NoMatch
@@ -925,3 +987,32 @@ def typed_value(text: str, schema: object) -> object:
             if isinstance(value, (dict, list)):
                 return value
     return text
+
+
+def nested_value(node: str | list, schema: object, enc: NestedXml) -> object:
+    """A NestedXml tree as JSON, typed by `schema`: text leaves by `typed_value`; members as an
+    array when the schema says so or all are `item` tags, else an object whose repeated keys
+    collect into arrays."""
+    schema = schema if isinstance(schema, dict) else {}
+    types = _schema_types(schema)
+    if isinstance(node, str):
+        if not node.strip() and types & {"array", "object"} and "string" not in types:
+            return [] if "array" in types else {}  # an empty container writes no tags
+        return typed_value(node, schema)
+    if "array" in types or (node and "object" not in types
+                            and all(k == enc.item_tag for k, _ in node)):
+        items = schema.get("items")
+        return [nested_value(v, items, enc) for _, v in node]
+    properties = _properties(schema)
+    out: dict = {}
+    repeated: set[str] = set()
+    for key, value in node:
+        value = nested_value(value, properties.get(key), enc)
+        if key not in out:
+            out[key] = value
+        elif isinstance(out[key], list) and key in repeated:
+            out[key].append(value)
+        else:
+            out[key] = [out[key], value]
+            repeated.add(key)
+    return out

@@ -4,13 +4,24 @@ typed by the tool's JSON Schema (see `formats.XmlParameters`)."""
 from dataclasses import replace
 
 from callm.tool_parsers.abstract_tool_parser import FormatToolParser, ToolParserManager
-from callm.tool_parsers.formats import ToolCallFormat, XmlParameters
+from callm.tool_parsers.formats import JsonObject, NestedXml, ToolCallFormat, XmlParameters
 
 QWEN_XML = XmlParameters()
 INVOKE_XML = XmlParameters(name_prefix='<invoke name="', name_suffix='">',
                            key_prefix='<parameter name="', key_suffix='">',
                            value_suffix="</parameter>", call_suffix="</invoke>",
                            grammar_style="minimax_xml")
+# Names and keys in single quotes, or in none (MiniMax-M2 and dots models write both).
+INVOKE_XML_SINGLE_QUOTED = replace(INVOKE_XML, name_prefix="<invoke name='", name_suffix="'>",
+                                   key_prefix="<parameter name='", key_suffix="'>")
+INVOKE_XML_UNQUOTED = replace(INVOKE_XML, name_prefix="<invoke name=", name_suffix=">",
+                              key_prefix="<parameter name=", key_suffix=">")
+
+
+def _invoke_formats(region_start: str, region_end: str) -> tuple[ToolCallFormat, ...]:
+    return tuple(ToolCallFormat(enc, region_start=region_start, region_end=region_end,
+                                joiner="\n")
+                 for enc in (INVOKE_XML, INVOKE_XML_SINGLE_QUOTED, INVOKE_XML_UNQUOTED))
 
 
 @ToolParserManager.register_module(["qwen3_coder", "qwen3_xml", "step3p5", "mimo"])
@@ -111,8 +122,7 @@ class MinimaxM2ToolParser(FormatToolParser):
     """MiniMax-M2: `<minimax:tool_call><invoke name="f"><parameter name="k">v</parameter></invoke>
     </minimax:tool_call>`, several invokes in one block."""
 
-    formats = (ToolCallFormat(INVOKE_XML, region_start="<minimax:tool_call>",
-                              region_end="</minimax:tool_call>", joiner="\n"),)
+    formats = _invoke_formats("<minimax:tool_call>", "</minimax:tool_call>")
 
 
 @ToolParserManager.register_module("step3")
@@ -133,10 +143,12 @@ class Step3ToolParser(FormatToolParser):
 @ToolParserManager.register_module("dots")
 class DotsToolParser(FormatToolParser):
     """dots: `<dots_function_call>\\n<invoke name="f">\\n<parameter name="k">v</parameter>\\n
-    </invoke>\\n</dots_function_call>`."""
+    </invoke>\\n</dots_function_call>` (names quoted or not), or a JSON call object inside."""
 
-    formats = (ToolCallFormat(INVOKE_XML, region_start="<dots_function_call>",
-                              region_end="</dots_function_call>", joiner="\n"),)
+    formats = _invoke_formats("<dots_function_call>", "</dots_function_call>") + (
+        # a JSON object body, `{"name": "f", "arguments"|"parameters": {...}}`, is accepted too
+        ToolCallFormat(JsonObject(), region_start="<dots_function_call>",
+                       region_end="</dots_function_call>", joiner="\n"),)
 
 
 @ToolParserManager.register_module("minicpm5")
@@ -178,3 +190,13 @@ class KimiK3ToolParser(FormatToolParser):
                               joiner="\n",
                               drop_markers=("<|open|>response<|sep|>", "<|close|>response<|sep|>",
                                             "<|close|>message<|sep|>")),)
+
+
+@ToolParserManager.register_module(["minimax_m3", "minimax-m3"])
+class MinimaxM3ToolParser(FormatToolParser):
+    """MiniMax M3: `]<]minimax[>[<tool_call>\\n]<]minimax[>[<invoke name="f">]<]minimax[>[<k>v
+    ]<]minimax[>[</k>]<]minimax[>[</invoke>\\n]<]minimax[>[</tool_call>`, arguments as nested tags
+    named by their keys (arrays as repeated `<item>`)."""
+
+    formats = (ToolCallFormat(NestedXml(), region_start="]<]minimax[>[<tool_call>",
+                              region_end="]<]minimax[>[</tool_call>", joiner="\n"),)

@@ -33,26 +33,46 @@ JSON_TYPES = {str: "string", bool: "boolean", int: "integer", float: "number",
               type(None): "null", list: "array", dict: "object"}
 
 
+def schema_of(values: list) -> dict:
+    """A schema typing all `values` (of one JSON type), nested values included."""
+    kind = JSON_TYPES[type(values[0])]
+    if kind == "object":
+        keys = {k for v in values for k in v}
+        return {"type": "object", "properties": {
+            k: schema_of([v[k] for v in values if k in v]) for k in keys}}
+    if kind == "array":
+        items = [e for v in values for e in v]
+        return {"type": "array", **({"items": schema_of(items)} if items else {})}
+    return {"type": kind}
+
+
+def homogeneous(values: list) -> bool:
+    """Every value at one place in the nesting has one JSON type, so one schema types them."""
+    if len({JSON_TYPES[type(v)] for v in values}) > 1:
+        return False
+    if values and isinstance(values[0], dict):
+        return all(homogeneous([v[k] for v in values if k in v]) for v in values for k in v)
+    if values and isinstance(values[0], list):
+        return homogeneous([e for v in values for e in v])
+    return True
+
+
 def request_for(generated) -> ChatCompletionRequest:
-    """Tools whose schemas type every generated argument (first call of a name wins)."""
-    tools = {}
+    """Tools whose schemas type every generated argument, nested values included."""
+    by_name: dict[str, list] = {}
     for name, args in generated:
-        props = tools.setdefault(name, {})
-        for key, value in args.items():
-            props.setdefault(key, {"type": JSON_TYPES[type(value)]})
+        by_name.setdefault(name, []).append(args)
     return ChatCompletionRequest(messages=[{"role": "user", "content": "hi"}], tools=[
-        {"type": "function", "function": {"name": name, "parameters": {
-            "type": "object", "properties": props}}} for name, props in tools.items()])
+        {"type": "function", "function": {"name": name, "parameters": schema_of(calls)}}
+        for name, calls in by_name.items()])
 
 
 def consistent(generated):
-    """Calls whose arguments agree with the first call's types for a shared key."""
-    types = {}
+    """Calls of one tool whose arguments one schema can type."""
+    by_name: dict[str, list] = {}
     for name, args in generated:
-        for key, value in args.items():
-            if types.setdefault((name, key), type(value)) is not type(value):
-                return False
-    return True
+        by_name.setdefault(name, []).append(args)
+    return all(homogeneous(calls) for calls in by_name.values())
 
 
 @pytest.mark.parametrize("parser_cls", list(BUILTIN_CLASSES), ids=list(BUILTIN_CLASSES.values()))
