@@ -32,10 +32,12 @@ class Granite4ToolParser(FormatToolParser):
 
 @ToolParserManager.register_module(["internlm", "interns1"])
 class InternLMToolParser(FormatToolParser):
-    """InternLM 2.5: `<|action_start|><|plugin|>{"name": ..., "parameters": ...}<|action_end|>`."""
+    """InternLM 2.5 / Intern-S1: `<|action_start|><|plugin|>{"name": ..., "parameters": ...}
+    <|action_end|>` (Intern-S1 puts a space between the two start tokens)."""
 
-    formats = (ToolCallFormat(PARAMETERS_FIRST, call_start="<|action_start|><|plugin|>",
-                              call_end="<|action_end|>", call_padding="\n"),)
+    formats = tuple(ToolCallFormat(PARAMETERS_FIRST, call_start=start, call_end="<|action_end|>",
+                                   call_padding="\n")
+                    for start in ("<|action_start|><|plugin|>", "<|action_start|> <|plugin|>"))
 
 
 @ToolParserManager.register_module("jamba")
