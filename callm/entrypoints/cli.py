@@ -16,13 +16,12 @@ def _size(text: str) -> int:
 def _check_tool_flags(args: argparse.Namespace) -> None:
     """Fail fast, before loading the model, on tool-parser flags that cannot work."""
     from callm.tool_parsers import ToolParserManager
+    from callm.tool_parsers.detect import AUTO
 
     for plugin in args.tool_parser_plugin or []:
         ToolParserManager.import_tool_parser(plugin)
-    if args.enable_auto_tool_choice and not args.tool_call_parser:
-        raise ValueError("--enable-auto-tool-choice needs --tool-call-parser NAME (known: "
-                         f"{', '.join(ToolParserManager.list_registered())})")
-    if args.tool_call_parser:
+    # No parser named (or "auto"): detected from the chat template once the model is loaded.
+    if args.tool_call_parser and args.tool_call_parser != AUTO:
         ToolParserManager.get_tool_parser(args.tool_call_parser)
 
 
@@ -49,12 +48,12 @@ def _serve(args: argparse.Namespace) -> int:
         tool_call_parser=args.tool_call_parser,
         structured_outputs_backend=args.structured_outputs_backend)
     engine = AsyncLLMEngine(LLMEngine(config))
-    ctx = build_context(engine, args.served_model_name, args.enable_auto_tool_choice,
-                        args.tool_call_parser, args.chat_template)
-    app = build_app(ctx, api_key=args.api_key)
-    logging.getLogger(__name__).info("serving %s on http://%s:%d/v1", ctx.model_names[0],
-                                     args.host, args.port)
     try:
+        ctx = build_context(engine, args.served_model_name, args.enable_auto_tool_choice,
+                            args.tool_call_parser, args.chat_template)
+        app = build_app(ctx, api_key=args.api_key)  # resolves --tool-call-parser auto
+        logging.getLogger(__name__).info("serving %s on http://%s:%d/v1", ctx.model_names[0],
+                                         args.host, args.port)
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.uvicorn_log_level)
     finally:
         engine.shutdown()
@@ -99,8 +98,11 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--served-model-name", nargs="+", help="name(s) clients use for the model")
     p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 routes")
     p.add_argument("--enable-auto-tool-choice", action="store_true",
-                   help="parse tool calls from model output when tool_choice is auto")
-    p.add_argument("--tool-call-parser", help="tool-call format of the model, e.g. hermes")
+                   help="parse tool calls from model output when tool_choice is auto (with "
+                        "the --tool-call-parser, detected when not named)")
+    p.add_argument("--tool-call-parser",
+                   help="tool-call format of the model, e.g. hermes; 'auto' (the default) "
+                        "detects it from the chat template")
     p.add_argument("--tool-parser-plugin", action="append",
                    help="a file or module registering tool parsers (repeatable)")
     p.add_argument("--chat-template", help="chat template file or text")

@@ -13,11 +13,6 @@ from callm.engine.llm_engine import LLMEngine
 from callm.engine.request import RequestOutput
 from callm.engine.sampling_params import SamplingParams
 
-# Markers a chat template writes when it teaches a model a tool-call format -> that format's
-# parser; used when tools are passed and no parser was named.
-TEMPLATE_PARSERS = (("<tool_call>", "hermes"), ("[TOOL_CALLS]", "mistral"),
-                    ("<|python_tag|>", "llama3_json"))
-
 
 class LLM:
     def __init__(self, model: str | None = None, tool_call_parser: str | None = None,
@@ -27,6 +22,11 @@ class LLM:
         self.engine = LLMEngine(config)
         self.tokenizer = self.engine.tokenizer
         self._ids = itertools.count()
+        self._detected: dict[str | None, str | ValueError] = {}  # chat template -> parser
+        if tool_call_parser == "auto":  # detect (and log) now; a failure counts when needed
+            from callm.entrypoints.chat_utils import default_chat_template
+
+            self._detect(chat_template or default_chat_template(self.tokenizer, config.model))
 
     def shutdown(self) -> None:
         """Stop the engine's workers (tensor-parallel processes or Ray actors); also done at
@@ -117,20 +117,34 @@ class LLM:
         return outputs
 
     def _tool_parser(self, name: str | None, template: str | None, required: bool = True):
-        """The tool parser class: named, the engine's, or implied by the chat template. None
-        when none is known and `required` is False; else ValueError."""
+        """The tool parser class: named, the engine's, or (None or "auto") the one that reads
+        the calls the chat template writes (`callm.tool_parsers.detect`). When detection finds
+        none: None if `required` is False (required/named calls then use the Hermes encoding),
+        else ValueError naming the parsers tried."""
         from callm.tool_parsers import ToolParserManager
+        from callm.tool_parsers.detect import AUTO
 
         name = name or self.engine.config.tool_call_parser
-        if name is None:
-            template = template or getattr(self.tokenizer, "chat_template", None) or ""
-            name = next((p for marker, p in TEMPLATE_PARSERS if marker in template), None)
-        if name is None:
-            if not required:
-                return None
-            raise ValueError("tools were given but no tool_call_parser was set, and the chat "
-                             "template does not show which format the model writes")
+        if name is None or name == AUTO:
+            found = self._detect(template)
+            if isinstance(found, ValueError):
+                if not required:
+                    return None
+                raise ValueError(f"tools were given with tool_choice auto: {found}")
+            name = found
         return ToolParserManager.get_tool_parser(name)
+
+    def _detect(self, template: str | None) -> str | ValueError:
+        """The parser name detected for `template` (None: the tokenizer's own), or the
+        detection error; once per template."""
+        from callm.tool_parsers.detect import detect_tool_parser
+
+        if template not in self._detected:
+            try:
+                self._detected[template] = detect_tool_parser(self.tokenizer, template)
+            except ValueError as e:
+                self._detected[template] = e
+        return self._detected[template]
 
     @staticmethod
     def _per_prompt(sampling_params, count: int) -> list[SamplingParams]:

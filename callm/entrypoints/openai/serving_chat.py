@@ -15,15 +15,22 @@ from callm.entrypoints.openai.serving_common import (
     FINISH_REASONS, APIError, RequestTimer, ServingContext, random_id, sampling_params,
     structured_outputs_params)
 from callm.tool_parsers import ToolParser, ToolParserManager
+from callm.tool_parsers.detect import AUTO, resolve_tool_parser
 from callm.tool_parsers.grammar import ToolChoicePlan, merge_constraints, plan_tool_choice
 
 
 class OpenAIServingChat:
     def __init__(self, ctx: ServingContext):
         self.ctx = ctx
+        self.default_template = ctx.chat_template or default_chat_template(ctx.tokenizer)
+        # "auto" (or no parser named) resolves once, here, from the chat template; it must
+        # succeed when asked for or when auto tool choice needs it, else it may find nothing
+        # (required/named then use the Hermes encoding).
+        ctx.tool_parser_name = resolve_tool_parser(
+            ctx.tool_parser_name, ctx.tokenizer, self.default_template,
+            required=ctx.tool_parser_name == AUTO or ctx.enable_auto_tool_choice)
         self.parser_cls = (ToolParserManager.get_tool_parser(ctx.tool_parser_name)
                            if ctx.tool_parser_name else None)
-        self.default_template = ctx.chat_template or default_chat_template(ctx.tokenizer)
 
     async def create(self, request: ChatCompletionRequest,
                      is_disconnected: Callable[[], Awaitable[bool]]):
@@ -65,8 +72,8 @@ class OpenAIServingChat:
     def _plan_tools(self, request: ChatCompletionRequest) -> ToolChoicePlan:
         """Which parser reads this request's tool calls and which grammar enforces them
         (OpenAI/vLLM semantics). "required" and named functions are written by a grammar in
-        the --tool-call-parser's format, or in the Hermes encoding (parsed by the Hermes
-        parser) when no parser was configured; "auto" parses only with
+        the --tool-call-parser's format (named or detected), or in the Hermes encoding (parsed
+        by the Hermes parser) when there is none; "auto" parses only with
         --enable-auto-tool-choice, and then enforces `strict` tools once a call starts."""
         choice = request.tool_choice
         if not request.tools or choice == "none":
@@ -76,8 +83,9 @@ class OpenAIServingChat:
         if self.ctx.enable_auto_tool_choice and self.parser_cls is not None:
             return plan_tool_choice(request, self.parser_cls)
         if "tool_choice" in request.model_fields_set:  # asked for "auto" explicitly
-            raise APIError('"auto" tool choice requires --enable-auto-tool-choice and '
-                           "--tool-call-parser to be set", param="tool_choice")
+            raise APIError('"auto" tool choice requires --enable-auto-tool-choice (with '
+                           "--tool-call-parser NAME, or auto to detect it from the chat "
+                           "template)", param="tool_choice")
         return ToolChoicePlan()  # tools only shown to the model, as vLLM does
 
     def _parser_name(self, plan: ToolChoicePlan) -> str:

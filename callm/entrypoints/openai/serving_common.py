@@ -35,6 +35,8 @@ class ServingContext:
     metrics: Metrics
     chat_template: str | None = None
     enable_auto_tool_choice: bool = False
+    # A registered parser name, "auto", or None; OpenAIServingChat replaces "auto"/None with
+    # the parser detected from the chat template (None when none is detected and none needed).
     tool_parser_name: str | None = None
 
     @property
