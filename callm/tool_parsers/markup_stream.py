@@ -165,7 +165,7 @@ class MarkupStream:
             if opener is None:
                 return
             start = self.pos
-            if self._drop_marker(start):
+            if (yield from self._drop_marker(start)):
                 continue
             for fmt, pattern in zip(self.formats, self._openers):
                 while True:  # an earlier format's marker may still be arriving
@@ -183,14 +183,21 @@ class MarkupStream:
                 self._emit_content(self.text[start])
                 self.pos = start + 1
 
-    def _drop_marker(self, start: int) -> bool:
-        """Skip a marker that is never content (the format's `drop_markers`)."""
-        for fmt in self.formats:
-            for marker in fmt.drop_markers:
-                if self.text.startswith(marker, start):
-                    self.pos = start + len(marker)
-                    return True
-        return False
+    def _drop_marker(self, start: int) -> Parse:
+        """Skip a marker that is never content (the format's `drop_markers`), waiting while
+        the text so far could still be the start of one."""
+        while True:
+            avail = self.text[start:]
+            arriving = False
+            for fmt in self.formats:
+                for marker in fmt.drop_markers:
+                    if avail.startswith(marker):
+                        self.pos = start + len(marker)
+                        return True
+                    arriving = arriving or (not self.eof and marker.startswith(avail))
+            if not arriving:
+                return False
+            yield
 
     def _content_until_opener(self) -> Parse:
         """Release content up to the next place markup may begin; hold back a possible marker
