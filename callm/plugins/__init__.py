@@ -2,6 +2,7 @@
 
 - `callm.tool_parsers`: `name = "module:ToolParserClass"`; the parser appears in
   `ToolParserManager` (lazily, like the built-ins) with no flags.
+- `callm.reasoning_parsers`: the same for `ReasoningParserManager`.
 - `callm.plugins`: `name = "module:function"`; each function is called once at startup, before
   models or parsers are resolved, so it can register models, parsers or anything else.
   `CALLM_PLUGINS=a,b` limits which general plugins load.
@@ -14,11 +15,6 @@ from importlib.metadata import entry_points
 logger = logging.getLogger(__name__)
 
 _general_plugins_loaded = False
-
-
-def tool_parser_entry_points() -> dict[str, str]:
-    """Installed tool parsers: parser name -> "module:Class"."""
-    return {ep.name: ep.value for ep in entry_points(group="callm.tool_parsers")}
 
 
 def load_general_plugins() -> list[str]:

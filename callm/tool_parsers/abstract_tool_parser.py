@@ -4,11 +4,7 @@ Signatures follow vLLM's, so a vLLM parser plugin ports by changing its imports 
 instance serves one request (one stream); the server builds a fresh one per request.
 """
 
-import importlib
-import importlib.util
-import sys
-import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,6 +18,7 @@ from callm.entrypoints.openai.protocol import (
     ToolCall,
     random_tool_call_id,
 )
+from callm.plugins.registry import ParserRegistry
 from callm.tool_parsers.formats import ToolCallFormat
 from callm.tool_parsers.markup_stream import Arguments, CallStart, Content, Event, MarkupStream
 
@@ -156,92 +153,23 @@ def _delta_message(events: list[Event]) -> DeltaMessage | None:
     return DeltaMessage(content=content or None, tool_calls=tool_calls)
 
 
-class ToolParserManager:
-    """Registry of tool parsers by name. Built-ins and entry-point parsers load on first use."""
+class ToolParserManager(ParserRegistry):
+    """Registry of tool parsers by name (see `callm.plugins.registry`)."""
 
+    kind = "tool parser"
+    base = ToolParser
+    entry_point_group = "callm.tool_parsers"
     tool_parsers: ClassVar[dict[str, type[ToolParser]]] = {}
-    lazy_parsers: ClassVar[dict[str, str]] = {}  # name -> "module:ClassName"
-    _entry_points_loaded: ClassVar[bool] = False
+    lazy_parsers: ClassVar[dict[str, str]] = {}
 
     @classmethod
-    def register_lazy_module(cls, name: str, target: str) -> None:
-        cls.lazy_parsers.setdefault(name, target)
-
-    @classmethod
-    def register_module(cls, name: str | list[str] | None = None, force: bool = True,
-                        module: type[ToolParser] | None = None) -> Callable | type[ToolParser]:
-        """Register a parser class: `@register_module("x")` or `register_module("x", module=C)`."""
-        if isinstance(name, type):  # bare @register_module
-            name, module = None, name
-
-        def register(parser_cls: type[ToolParser]) -> type[ToolParser]:
-            if not (isinstance(parser_cls, type) and issubclass(parser_cls, ToolParser)):
-                raise TypeError(f"{parser_cls!r} is not a ToolParser subclass")
-            names = [name] if isinstance(name, str) else (name or [parser_cls.__name__])
-            for n in names:
-                if not force and n in cls.tool_parsers:
-                    raise KeyError(f"tool parser {n!r} is already registered")
-                cls.tool_parsers[n] = parser_cls
-            return parser_cls
-
-        return register(module) if module is not None else register
+    def _classes(cls) -> dict[str, type[ToolParser]]:
+        return cls.tool_parsers
 
     @classmethod
     def get_tool_parser(cls, name: str) -> type[ToolParser]:
-        if name not in cls.tool_parsers:
-            cls._load_entry_points()
-            target = cls.lazy_parsers.get(name)
-            if target is not None:
-                module_name, _, class_name = target.partition(":")
-                cls.tool_parsers[name] = getattr(importlib.import_module(module_name), class_name)
-        if name not in cls.tool_parsers:
-            raise KeyError(f"unknown tool parser {name!r}; known parsers: "
-                           f"{', '.join(cls.list_registered())}")
-        return cls.tool_parsers[name]
-
-    @classmethod
-    def list_registered(cls) -> list[str]:
-        cls._load_entry_points()
-        return sorted(set(cls.tool_parsers) | set(cls.lazy_parsers))
+        return cls.get(name)
 
     @classmethod
     def import_tool_parser(cls, path_or_module: str | Path) -> None:
-        """Import a plugin by file path or module name; its `register_module` calls run."""
-        path = Path(path_or_module)
-        if path.suffix == ".py" or path.exists():
-            if not path.is_file():
-                raise FileNotFoundError(f"tool parser plugin {str(path)!r} does not exist")
-            module_name = f"callm_plugin_{path.stem}"
-            spec = importlib.util.spec_from_file_location(module_name, path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[module_name] = module
-            try:
-                spec.loader.exec_module(module)
-            except Exception as e:
-                sys.modules.pop(module_name, None)
-                raise ImportError(_plugin_error(path, e)) from e
-        else:
-            importlib.import_module(str(path_or_module))
-
-    @classmethod
-    def _load_entry_points(cls) -> None:
-        """Parsers installed by other packages under the entry-point group `callm.tool_parsers`
-        (`name = "module:Class"`); they load lazily like built-ins."""
-        if cls._entry_points_loaded:
-            return
-        cls._entry_points_loaded = True
-        from callm.plugins import tool_parser_entry_points
-
-        for name, target in tool_parser_entry_points().items():
-            cls.register_lazy_module(name, target)
-
-
-def _plugin_error(path: Path, error: Exception) -> str:
-    """Name the plugin file and the line in it where importing failed."""
-    line = getattr(error, "lineno", None) if isinstance(error, SyntaxError) else None
-    if line is None:
-        frames = [f for f in traceback.extract_tb(error.__traceback__)
-                  if Path(f.filename).resolve() == path.resolve()]
-        line = frames[-1].lineno if frames else None
-    where = f"{path}:{line}" if line else str(path)
-    return f"failed to import tool parser plugin {where}: {type(error).__name__}: {error}"
+        cls.import_plugin(path_or_module)
