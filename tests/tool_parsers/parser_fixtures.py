@@ -127,7 +127,7 @@ LLAMA3_JSON = [
     ("plain_answer", "It is sunny {mostly} today.", [], "It is sunny {mostly} today."),
     ("json_not_a_call", '{"temperature": 21}', [], '{"temperature": 21}'),
     ("truncated", '<|python_tag|>{"name": "get_weather", "parameters": {"ci',
-     [("get_weather", '{"ci')], None),
+     [("get_weather", "{")], None),  # the key waits for its value
 ]
 
 PYTHONIC = [
@@ -250,6 +250,8 @@ GRANITE4 = common_cases(
     lambda calls: "\n".join(f"<tool_call>{obj(n, a)}</tool_call>" for n, a in calls)) + [
     ("content_between", "First:<tool_call>" + obj(*PARALLEL[0]) + "</tool_call> then:<tool_call>"
      + obj(*PARALLEL[1]) + "</tool_call> done", PARALLEL, "First: then: done"),
+    ("repeated_end_markers", "<tool_call>" + obj("get_time", {}) + "</tool_call></tool_call>"
+     "</tool_call> ok", [("get_time", {})], " ok"),
     ("malformed", "<tool_call>{oops}</tool_call>", [], "<tool_call>{oops}</tool_call>"),
 ]
 
@@ -265,6 +267,8 @@ INTERNLM = common_cases(
 ]
 
 JAMBA = common_cases(lambda calls: "<tool_calls>" + json_list(calls) + "</tool_calls>") + [
+    ("repeated_region_end", "<tool_calls>" + json_list(SINGLE) + "</tool_calls></tool_calls>"
+     "</tool_calls> ok", SINGLE, " ok"),
     ("malformed", "<tool_calls>nothing</tool_calls>", [], "<tool_calls>nothing</tool_calls>"),
 ]
 
@@ -570,6 +574,8 @@ def glm47(calls) -> str:
 GLM45 = common_cases(glm) + typed_cases(glm) + [
     ("glm47_no_newlines", glm47(PARALLEL3), PARALLEL3, None),
     ("glm47_zero_arguments", "<tool_call>get_time</tool_call>", [("get_time", {})], None),
+    ("repeated_start_markers", "<tool_call><tool_call><tool_call>get_time</tool_call>",
+     [("get_time", {})], None),
     ("glm47_typed", glm47([("set_options", TYPED)]), [("set_options", TYPED)], None),
     ("escaped_newline_between_key_and_value", "<tool_call>get_weather<arg_key>city</arg_key>\\n"
      "<arg_value>Paris</arg_value></tool_call>", SINGLE, None),
