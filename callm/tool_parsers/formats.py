@@ -157,9 +157,10 @@ class ToolCallFormat:
     call_end: str = ""  # marker after each call, e.g. "</tool_call>"
     list_wrapped: bool = False  # calls written as a list: [call, call]
     separator: str = ""  # between calls when not a list, e.g. ";"
-    # The region may also open with no marker: at the very start of the output, or at any line
-    # start (for models that drop their tags).
-    bare: Literal["", "output_start", "line_start"] = ""
+    # The region may also open with no marker: at the very start of the output, at any line
+    # start (for models that drop their tags), or anywhere (models that write calls amid
+    # text; use with `known_names_only`).
+    bare: Literal["", "output_start", "line_start", "anywhere"] = ""
     # Accept a call only when its name is one of the request's tools (used for bare variants,
     # so ordinary JSON in an answer stays content).
     known_names_only: bool = False
@@ -204,6 +205,8 @@ class ToolCallFormat:
             alternatives.append(r"\A\s*" + lookahead)
         elif self.bare == "line_start":
             alternatives.append(r"(?m:^)[ \t]*" + lookahead)
+        elif self.bare == "anywhere":
+            alternatives.append(lookahead)
         if not alternatives:
             raise ValueError("a tool-call format needs a start marker or a bare opening")
         return "|".join(f"(?:{a})" for a in alternatives)

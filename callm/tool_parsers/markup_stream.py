@@ -6,9 +6,26 @@ pauses and resumes when the next delta arrives. Each character is looked at a bo
 times, so cost is linear in output length whatever the delta sizes, and because the parser only
 decides once the text makes a decision certain, every chunking yields the same result.
 
-A call is *committed* once its name has been read (and checked); before that, text that does
-not fit the format is released as content. After commit the call stays a call: its arguments
-stream as they arrive, and a truncated output leaves truncated arguments, as OpenAI does.
+A call is *committed* once its name has been read (and checked) and its arguments begin
+validly — for JSON arguments, their opening `{` (or the whole value, when they are a JSON
+string holding an object); before that, text that does not fit the format is released as
+content, so invalid JSON never becomes a call. After commit the call stays a call, and what
+clients get stays usable:
+
+- JSON arguments pass through an incremental validator (`json_prefix.JsonPrefix`): only text
+  that is a valid JSON prefix is emitted, and only up to a point that quotes and brackets
+  alone close — a key and its colon, a comma, a number like `1.` or a literal like `tru` wait
+  until what follows shows them valid.
+- If the arguments turn invalid (`{"a": 1, b: 2}`, `{"a": tru}`, `{"a": "x"]`), the call keeps
+  the longest valid part, closed to valid JSON (`{"a": 1}`; the closing text is streamed too),
+  and the rest of the call's markup is discarded: up to where its brackets balance, or up to
+  the next marker of the format. The whole response does exactly the same, so a stream still
+  equals it.
+- If the output ends inside the arguments (truncation), they stay the valid prefix emitted so
+  far, which quotes and brackets complete (`json_prefix.json_closer`): the server closes them
+  unless the output was cut by `max_tokens` (finish_reason "length"), as OpenAI leaves them.
+- Markup is never content: a doubled start marker is one, a stray end marker after a call is
+  dropped, and a list entry that is not a call is skipped (a list with no call is content).
 """
 
 import ast
@@ -23,6 +40,7 @@ import regex
 
 from callm.tool_parsers.formats import (DslCall, HarmonyMessage, JsonObject, NameThenJson,
                                         NestedXml, PythonicCall, ToolCallFormat, XmlParameters)
+from callm.tool_parsers.json_prefix import DONE, ERROR, JsonPrefix, strict_loads
 
 logger = logging.getLogger(__name__)
 
@@ -234,6 +252,8 @@ class MarkupStream:
         return True
 
     def _region(self, fmt: ToolCallFormat, opened_by_call: bool, calls_before: int) -> Parse:
+        if fmt.region_start and not opened_by_call:  # a doubled start marker is one
+            yield from self._optional(_repeated(fmt.region_start))
         if fmt.list_wrapped:
             yield from self._skip_ws()
             yield from self._expect("[")
@@ -269,11 +289,13 @@ class MarkupStream:
                 try:
                     is_call = yield from self._call(fmt)
                 except _NoMatch:
-                    if not (fmt.list_wrapped and count):
+                    if not fmt.list_wrapped:
                         raise
-                    # A list entry that is not a call is markup, not content: skip it.
+                    # A list entry that is not a call is markup, not content: skip it (a list
+                    # with no call at all is content).
                     self.pos = entry
                     yield from self._skip_value(fmt)
+                    count += 1
                     continue
                 if not is_call:  # markup that opens content (a Harmony message header)
                     return
@@ -287,6 +309,8 @@ class MarkupStream:
                 yield from self._optional(_closing(fmt.call_end))
             if not (fmt.list_wrapped or fmt.separator or fmt.region_end or fmt.region_start):
                 return  # one call per opening marker
+        if self.num_calls == calls_before:
+            raise _NoMatch  # a list of no calls
         if fmt.region_end:
             yield from self._optional(_closing(fmt.region_end, junk=r"\s*"))
 
@@ -327,6 +351,9 @@ class MarkupStream:
         return name
 
     def _json_object_call(self, fmt: ToolCallFormat, enc: JsonObject) -> Parse:
+        """`{"name": "f", "arguments": {...}}`. The call commits once its arguments begin
+        validly (or the object closes without any); JSON that goes wrong before that is no
+        call, after it the arguments are closed where it went wrong (`_json_arguments`)."""
         start = self.pos
         yield from self._expect("{")
         yield from self._skip_ws()
@@ -335,15 +362,13 @@ class MarkupStream:
             yield from self._skip_ws()
             yield from self._expect(":")
             yield from self._skip_ws()
-            if (yield from self._peek()) != "{":
-                raise _NoMatch
-            self._begin_call(self._check_name(fmt, key))
-            try:
-                yield from self._arguments_value()
-                yield from self._skip_ws()
-                yield from self._expect("}")
-            except _NoMatch:
-                pass  # committed: keep what was read
+            name = self._check_name(fmt, key)
+            if (yield from self._arguments_value(fmt, lambda: self._begin_call(name), 1)):
+                try:
+                    yield from self._skip_ws()
+                    yield from self._expect("}")
+                except _NoMatch:
+                    yield from self._discard_call(fmt, 1)
             return
         call_id = None
         if enc.id_key and key == enc.id_key:  # the model's call id, then the name (Cohere)
@@ -356,52 +381,79 @@ class MarkupStream:
                 if (yield from self._literal(",")):
                     yield from self._skip_ws()
                     key = yield from self._json_string()
-        if key not in enc.name_keys:
-            if fmt.known_names_only or not fmt.marker:
+        while key not in enc.name_keys:
+            if fmt.marker and not fmt.known_names_only:
+                # Name not first: read the whole object, then decide.
+                self.pos = start
+                yield from self._whole_json_object_call(fmt, enc)
+                return
+            # Unmarked or known-name-only: only scalar members may come before the name
+            # (`"type": "function"`), so ordinary JSON is given up on at its first nested value.
+            if key in enc.args_keys:
                 raise _NoMatch
-            # Name not first: read the whole object, then decide.
-            self.pos = start
-            yield from self._whole_json_object_call(fmt, enc)
-            return
+            yield from self._skip_ws()
+            yield from self._expect(":")
+            yield from self._skip_ws()
+            if (yield from self._peek()) in "{[":
+                raise _NoMatch
+            _check_json((yield from self._json_value()))
+            yield from self._skip_ws()
+            yield from self._expect(",")
+            yield from self._skip_ws()
+            key = yield from self._json_string()
         yield from self._skip_ws()
         yield from self._expect(":")
         yield from self._skip_ws()
         name = self._check_name(fmt, (yield from self._json_string()))
-        self._begin_call(name, call_id)
+
+        def begin() -> None:
+            self._begin_call(name, call_id)
+
+        committed = False
         try:
-            arguments_done = False
             while True:
                 yield from self._skip_ws()
                 if (yield from self._literal("}")):
-                    return
+                    break
                 yield from self._expect(",")
                 yield from self._skip_ws()
                 key = yield from self._json_string()
                 yield from self._skip_ws()
                 yield from self._expect(":")
                 yield from self._skip_ws()
-                if key in enc.args_keys and not arguments_done:
-                    yield from self._arguments_value()
-                    arguments_done = True
+                if key in enc.args_keys and not committed:
+                    valid = yield from self._arguments_value(fmt, begin, 1)
+                    committed = True
+                    if not valid:
+                        return  # the rest of the object was discarded
                 else:
-                    yield from self._json_value()
+                    raw = yield from self._json_value()
+                    if not committed:
+                        _check_json(raw)
         except _NoMatch:
-            return  # committed: keep what was read
+            if not committed:
+                raise
+            yield from self._discard_call(fmt, 1)  # not JSON after valid arguments
+            return
+        if not committed:  # no arguments given
+            begin()
+            self._emit_arguments("{}")
 
     def _whole_json_object_call(self, fmt: ToolCallFormat, enc: JsonObject) -> Parse:
         raw = yield from self._json_value()
         try:
-            obj = json.loads(raw)
+            obj = strict_loads(raw)
         except ValueError:
             raise _NoMatch from None
         if not isinstance(obj, dict):
             raise _NoMatch
-        name = next((obj[k] for k in enc.name_keys if k in obj), None)
+        name = self._check_name(fmt, next((obj[k] for k in enc.name_keys if k in obj), None))
+        arguments = _arguments_json(next((obj[k] for k in enc.args_keys if k in obj), None))
+        if arguments is None:
+            raise _NoMatch
         call_id = obj.get(enc.id_key) if enc.id_key else None
-        self._begin_call(self._check_name(fmt, name),
-                         str(call_id) if isinstance(call_id, (str, int)) else None)
-        args = next((obj[k] for k in enc.args_keys if k in obj), {})
-        self._emit_arguments(_arguments_text(args))
+        self._begin_call(name, str(call_id) if isinstance(call_id, (str, int)) else None)
+        self._emit_arguments(arguments)
 
     def _name_then_json_call(self, fmt: ToolCallFormat, enc: NameThenJson) -> Parse:
         m = yield from self._match(_compiled(enc.name_pattern))
@@ -415,8 +467,8 @@ class MarkupStream:
         yield from self._skip_ws()
         if (yield from self._peek()) != "{":
             raise _NoMatch
-        self._begin_call(self._check_name(fmt, name), call_id)
-        yield from self._arguments_value()
+        name = self._check_name(fmt, name)
+        yield from self._arguments_value(fmt, lambda: self._begin_call(name, call_id), 0)
         if enc.args_suffix.strip():
             yield from self._optional(_compiled(r"\s*" + regex.escape(enc.args_suffix.strip())))
 
@@ -649,22 +701,99 @@ class MarkupStream:
         recipient = _HARMONY_RECIPIENT.search(header)
         if recipient is None or not recipient.group(1).startswith(enc.recipient_prefix):
             return False
-        self._begin_call(self._check_name(fmt, recipient.group(1)[len(enc.recipient_prefix):]))
+        name = self._check_name(fmt, recipient.group(1)[len(enc.recipient_prefix):])
         yield from self._skip_ws()
-        yield from self._arguments_value()
+        if (yield from self._peek()) != "{":
+            return False  # no JSON arguments: the body is content
+        yield from self._arguments_value(fmt, lambda: self._begin_call(name), 0)
         return True
 
-    def _arguments_value(self) -> Parse:
-        """Stream an arguments object as it arrives; other JSON values are converted whole."""
+    # ----- JSON arguments -----
+
+    def _arguments_value(self, fmt: ToolCallFormat, begin: Callable[[], None],
+                         enclosing: int) -> Parse:
+        """A call's JSON arguments. An object streams as it arrives (`_json_arguments`); a JSON
+        string holding an object, or null, is read whole. `begin()` commits the call once the
+        arguments begin validly — before that, _NoMatch. False when they turned invalid and
+        the rest of the call (`enclosing` brackets still open around them) was discarded."""
         if (yield from self._peek()) == "{":
-            yield from self._json_value(sink=self._emit_arguments)
-            return
+            begin()
+            return (yield from self._json_arguments(fmt, enclosing))
         raw = yield from self._json_value()
         try:
-            value = json.loads(raw)
+            arguments = _arguments_json(strict_loads(raw))
         except ValueError:
-            value = raw
-        self._emit_arguments(_arguments_text(value))
+            arguments = None
+        if arguments is None:
+            raise _NoMatch
+        begin()
+        self._emit_arguments(arguments)
+        return True
+
+    def _json_arguments(self, fmt: ToolCallFormat, enclosing: int) -> Parse:
+        """Stream a JSON object through the validator (`json_prefix`): only text that is a
+        valid JSON prefix goes out, up to the last point that quotes and brackets alone close
+        (a key, a comma, a number like `1.` or a literal like `tru` wait for what follows).
+        True once the object ends. Where the JSON turns invalid the arguments are closed
+        (the closing text is emitted too), the rest of the call is discarded and the answer
+        is False. At the end of the output (truncation) the arguments stay as emitted."""
+        start = emitted = self.pos
+        checker = JsonPrefix()
+        while True:
+            text = self.text
+            stop = checker.scan(text, start + checker.length, len(text))
+            if self.eof:
+                checker.finish()  # a number at the very end is complete
+            safe = start + checker.safe
+            if safe > emitted:
+                self._emit_arguments(text[emitted:safe])
+                emitted = safe
+            if checker.status == DONE:
+                self.pos = stop
+                return True
+            if checker.status == ERROR:
+                self._emit_arguments(checker.closer())
+                self.pos = stop
+                yield from self._discard_call(fmt, len(checker.stack) + enclosing,
+                                              checker.error_in_string)
+                return False
+            if self.eof:
+                self.pos = len(text)
+                raise _EndOfText
+            yield
+
+    def _discard_call(self, fmt: ToolCallFormat, depth: int, in_string: bool = False) -> Parse:
+        """Skip the rest of a call whose JSON went wrong: up to where its brackets balance
+        (`depth` of them open; strings tracked loosely), or up to the next of the format's
+        markers, or to the end of the output."""
+        pattern = _discard_pattern(fmt)
+        i = self.pos
+        while True:
+            text = self.text
+            while True:
+                m = pattern.search(text, i, partial=True)
+                if m is None or m.partial:
+                    i = len(text) if m is None else m.start()
+                    break
+                token = m.group()
+                if len(token) > 1 and not token.startswith("\\"):  # a marker
+                    self.pos = m.start()
+                    return
+                i = m.end()
+                if token.startswith("\\"):
+                    continue
+                if token == '"':
+                    in_string = not in_string
+                elif not in_string:
+                    depth += 1 if token in "{[" else -1
+                    if depth == 0:
+                        self.pos = i
+                        return
+            if self.eof:
+                self.pos = len(text)
+                raise _EndOfText
+            self.pos = i
+            yield
 
     # ----- primitives: each waits for text, consumes on success, raises _NoMatch otherwise -----
 
@@ -709,9 +838,12 @@ class MarkupStream:
                     raise _EndOfText
                 raise _NoMatch
             if not m.partial and (m.end() < len(self.text) or self.eof):
-                self.pos = m.end()
-                return m
-            if self.eof:
+                # A complete match may still grow into the text after it (the regex module
+                # reports the complete one): wait while all the rest could be part of it.
+                if self.eof or pattern.fullmatch(self.text, self.pos, partial=True) is None:
+                    self.pos = m.end()
+                    return m
+            elif self.eof:
                 raise _EndOfText
             yield
 
@@ -743,12 +875,9 @@ class MarkupStream:
                 raise _EndOfText
             yield
 
-    def _json_value(self, sink: Callable[[str], None] | None = None) -> Parse:
-        """Consume one JSON value without judging it; pass its raw text to `sink` as it arrives.
-
-        Only strings and brackets are tracked, so invalid JSON inside still ends where its
-        brackets balance.
-        """
+    def _json_value(self) -> Parse:
+        """Consume one JSON value without judging it; its raw text. Only strings and brackets
+        are tracked, so invalid JSON inside still ends where its brackets balance."""
         first = yield from self._peek()
         start = self.pos
         if first not in '{["':
@@ -759,13 +888,11 @@ class MarkupStream:
                     if end == start:
                         raise _NoMatch
                     self.pos = end
-                    if sink:
-                        sink(self.text[start:end])
                     return self.text[start:end]
                 yield
         in_string = first == '"'
         depth = 0 if in_string else 1
-        emitted, i = start, start + 1
+        i = start + 1
         done = False
         while True:
             text = self.text
@@ -797,9 +924,6 @@ class MarkupStream:
                     else:
                         depth -= 1
                         done = depth == 0
-            if sink:
-                sink(text[emitted:i])
-                emitted = i
             if done:
                 self.pos = i
                 return text[start:i]
@@ -857,13 +981,29 @@ class MarkupStream:
             yield
 
 
-def _arguments_text(value: object) -> str:
-    """Arguments given as a JSON string already are the arguments text; others are dumped."""
-    if isinstance(value, str):
-        return value
+def _arguments_json(value: object) -> str | None:
+    """Arguments as the text of a JSON object: an object is dumped, a JSON string holding one
+    is kept as written, null or an empty string is `{}`; None for anything else."""
     if value is None:
         return "{}"
-    return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str):
+        if not value.strip():
+            return "{}"
+        try:
+            return value if isinstance(strict_loads(value), dict) else None
+        except ValueError:
+            return None
+    return None
+
+
+def _check_json(raw: str) -> None:
+    """_NoMatch unless `raw` is valid JSON."""
+    try:
+        strict_loads(raw)
+    except ValueError:
+        raise _NoMatch from None
 
 
 def python_literal_json(source: str) -> str:
@@ -910,6 +1050,15 @@ def _key(value: object) -> str:
 @cache
 def _compiled(pattern: str) -> regex.Pattern:
     return regex.compile(pattern)
+
+
+@cache
+def _discard_pattern(fmt: ToolCallFormat) -> regex.Pattern:
+    """What `_discard_call` stops at: the format's markers, quotes, escapes and brackets."""
+    markers = {m for m in (fmt.call_end, fmt.region_end, fmt.call_start, fmt.region_start,
+                           *fmt.drop_markers) if len(m) > 1}
+    alternatives = [regex.escape(m) for m in sorted(markers, key=len, reverse=True)]
+    return regex.compile("|".join(alternatives + [r'\\[\s\S]', r'["{}\[\]]']))
 
 
 @cache
