@@ -88,6 +88,12 @@ class XmlParameters:
     # parameters. Parsing accepts any whitespace between tags.
     padding: str = "\n"
     grammar_style: str = "qwen_xml"  # xgrammar's JSON-schema style for these parameters
+    # Attributes a grammar writes before `attributes_end`, after the call's name (Kimi K3's
+    # ' index="{index}"': the call's index as the model writes it) and after each key
+    # (' string="{string}"': "true" for a text value, else "false"; ' type="{type}"': its JSON
+    # type, "number" for integers too).
+    name_attributes: str = ""
+    key_attributes: str = ""
 
     @property
     def first_char(self) -> str:
@@ -212,6 +218,10 @@ class ToolCallFormat:
         return "|".join(f"(?:{a})" for a in alternatives)
 
 
+_JSON_TYPES = {str: "string", bool: "boolean", int: "number", float: "number",
+               type(None): "null", list: "array", dict: "object"}
+
+
 def write_calls(fmt: ToolCallFormat, calls: list[tuple[str, dict]]) -> str:
     """The markup a model writes for `calls` (name, arguments) in `fmt`'s canonical layout —
     what its parser reads back. Benchmarks and round-trip tests render outputs with it."""
@@ -242,10 +252,15 @@ def _write_call(enc: Encoding, index: int, name: str, args: dict) -> str:
         return f"{name}(" + ", ".join(f"{k}={v!r}" for k, v in args.items()) + ")"
     if isinstance(enc, XmlParameters):
         pad, attrs = enc.padding, enc.attributes_end
-        out = enc.name_prefix + name + enc.name_suffix + attrs
+        out = (enc.name_prefix + name + enc.name_suffix
+               + enc.name_attributes.replace("{index}", str(index)) + attrs)
         for key, value in args.items():
             text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
             kind = (' string="true"' if isinstance(value, str) else ' string="false"') if attrs else ""
+            if enc.key_attributes:
+                kind = enc.key_attributes.replace(
+                    "{string}", "true" if isinstance(value, str) else "false").replace(
+                    "{type}", _JSON_TYPES.get(type(value), "string"))
             out += (pad + enc.key_prefix + key + enc.key_suffix + kind + attrs + enc.value_prefix
                     + pad + text + pad + enc.value_suffix)
         return out + pad + enc.call_suffix

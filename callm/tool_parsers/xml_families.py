@@ -50,7 +50,8 @@ GLM_XML = XmlParameters(name_prefix="", name_suffix="", key_prefix="<arg_key>",
 DSML = "<｜DSML｜"
 DSML_XML = XmlParameters(name_prefix=DSML + 'invoke name="', name_suffix='"',
                          key_prefix=DSML + 'parameter name="', key_suffix='"',
-                         attributes_end=">", value_suffix="</｜DSML｜parameter>",
+                         attributes_end=">", key_attributes=' string="{string}"',
+                         value_suffix="</｜DSML｜parameter>",
                          call_suffix="</｜DSML｜invoke>", grammar_style="deepseek_xml")
 
 
@@ -110,7 +111,7 @@ class GigaChat35ToolParser(FormatToolParser):
 
     formats = (ToolCallFormat(XmlParameters(name_prefix='<｜GCML｜invoke name="', name_suffix='"',
                                             key_prefix='<｜GCML｜parameter name="', key_suffix='"',
-                                            attributes_end=">",
+                                            attributes_end=">", key_attributes=' string="{string}"',
                                             value_suffix="</｜GCML｜parameter>",
                                             call_suffix="</｜GCML｜invoke>", grammar_style=""),
                               region_start="<｜GCML｜tool_calls>", region_end="</｜GCML｜tool_calls>",
@@ -184,6 +185,8 @@ class KimiK3ToolParser(FormatToolParser):
     formats = (ToolCallFormat(XmlParameters(name_prefix='<|open|>call tool="', name_suffix='"',
                                             key_prefix='<|open|>argument key="', key_suffix='"',
                                             attributes_end="<|sep|>",
+                                            name_attributes=' index="{index}"',
+                                            key_attributes=' type="{type}"',
                                             value_suffix="<|close|>argument<|sep|>",
                                             call_suffix="<|close|>call<|sep|>", grammar_style=""),
                               region_start="<|open|>tools<|sep|>", region_end="<|close|>tools<|sep|>",
