@@ -543,8 +543,10 @@ class _OutlinesMatcher(GrammarMatcher):
 
 
 _WS = "(?:@WS@)"  # a placeholder for outlines' whitespace, replaced by the fixed separators
+# (a comma next to an optional property's group keeps its space: `1, ("b": true, )?"c"`)
 _WS_LAYOUT = ((f"{_WS}:{_WS}", KEY_SEPARATOR), (f"{_WS},{_WS}", ITEM_SEPARATOR),
-              (f",{_WS}", ITEM_SEPARATOR), (f":{_WS}", KEY_SEPARATOR), (_WS, ""))
+              (f"{_WS},", ITEM_SEPARATOR), (f",{_WS}", ITEM_SEPARATOR),
+              (f":{_WS}", KEY_SEPARATOR), (_WS, ""))
 
 
 class OutlinesBackend(GrammarBackend):
