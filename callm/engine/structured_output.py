@@ -12,9 +12,17 @@ Backends (`--structured-outputs-backend`, or per request `structured_outputs.bac
 
 | backend | json / json_object / regex / choice | grammar | structural tag (tool calls) |
 |---|---|---|---|
-| xgrammar (default) | yes | EBNF (`::=`) or Lark | yes, natively (triggered tags, dispatch) |
+| xgrammar (default) | yes | EBNF (`::=`) or Lark | yes, natively (triggered tags, dispatch, XML/DSL styles) |
 | llguidance | yes | Lark, or GBNF (`::=`) | yes, converted to Lark (lazy lexemes) |
 | outlines (outlines-core) | yes; number bounds not enforced | no | required/named only |
+
+Tool calls in a model's own markup (see `callm.tool_parsers.grammar`): a `json_schema` node in
+one of xgrammar's styles (e.g. `gemma`, `minimax_m3_xml`) compiles with xgrammar; llguidance
+and outlines compile the node's `portable` form instead (the same markup from plain nodes) or,
+where it has none, answer a StructuredOutputError naming xgrammar. Free text up to a tag's end
+(a markup string value) is a lazy lexeme that cannot contain the tag's excluded markers in
+llguidance, and a run of characters that open none of them in outlines (so no `<` where the
+markers start with one).
 
 (outlines-core also allows no token that runs past a point where the output could end unless
 the token ends at another such point: once one complete call is written under tool_choice
@@ -165,8 +173,10 @@ def _xgrammar_structural_tag(node, json_grammar):
         return [_xgrammar_structural_tag(n, json_grammar) for n in node]
     if not isinstance(node, dict):
         return node
-    if node.get("type") == "json_schema" and node.get("style", "json") == "json":
-        return {"type": "grammar", "grammar": json_grammar(node["json_schema"])}
+    if node.get("type") == "json_schema":
+        if node.get("style", "json") == "json":
+            return {"type": "grammar", "grammar": json_grammar(node["json_schema"])}
+        return {k: v for k, v in node.items() if k != "portable"}  # xgrammar writes the style
     return {k: _xgrammar_structural_tag(v, json_grammar) for k, v in node.items()}
 
 
@@ -267,6 +277,25 @@ def _closed_objects(schema):
     return out
 
 
+def _json_style_only(node: dict, backend: str) -> None:
+    """Tool-call arguments in a model's markup (an xgrammar JSON-schema style) compile with
+    xgrammar, or here from the node's "portable" equivalent where the grammar has one."""
+    style = node.get("style", "json")
+    if style != "json":
+        raise StructuredOutputError(
+            f"the {backend} backend cannot write tool-call arguments in the model's own markup "
+            f"(xgrammar's {style!r} style of this tool parser's format); use the xgrammar "
+            "backend (--structured-outputs-backend xgrammar, or structured_outputs.backend)")
+
+
+def _split_text(content: dict) -> tuple[list[dict], dict | None]:
+    """A tag's content as (the parts before, the trailing free text) if it ends in free text."""
+    elements = content["elements"] if content.get("type") == "sequence" else [content]
+    if elements and elements[-1].get("type") == "any_text":
+        return elements[:-1], elements[-1]
+    return elements, None
+
+
 class _LarkWriter:
     """A structural tag as an llguidance Lark grammar (lazy lexemes for triggers)."""
 
@@ -309,7 +338,10 @@ class _LarkWriter:
         kind = node.get("type")
         if kind == "const_string":
             return self.literal(node["value"])
+        if kind == "json_schema" and "portable" in node:
+            return self.expr(node["portable"])
         if kind == "json_schema":
+            _json_style_only(node, "llguidance")
             schema = node["json_schema"]
             schema = {} if schema is True else _closed_objects(schema)
             options = dict(schema.get("x-guidance") or {})
@@ -326,8 +358,15 @@ class _LarkWriter:
         if kind == "or":
             return "(" + " | ".join(self.expr(e) or '""' for e in node["elements"]) + ")"
         if kind == "tag":
+            head, text = _split_text(node["content"])
+            if text is not None:  # content that runs as text up to the end marker
+                return self._seq(self.literal(node["begin"]), *(self.expr(e) for e in head),
+                                 self._text_until(node["end"], text.get("excludes") or []))
             return self._seq(self.literal(node["begin"]), self.expr(node["content"]),
                              self.literal(node["end"]))
+        if kind == "repeat":
+            high = "" if node["max"] < 0 else node["max"]
+            return f"({self.expr(node['content'])}){{{node['min']},{high}}}"
         if kind == "tags_with_separator":
             one = self._rule(" | ".join(self.expr(t) for t in node["tags"]))
             sep = self.literal(node["separator"])
@@ -364,6 +403,25 @@ class _LarkWriter:
             return f"({self.expr(node['content'])}){suffix}"
         raise StructuredOutputError(f"llguidance cannot express the structural-tag node "
                                     f"{kind!r}")
+
+    def _text_until(self, end: str, excludes: list[str]) -> str:
+        """Text that contains none of `excludes`, up to the first `end` (lazily matched)."""
+        words = [e for e in excludes if e and not any(t in e for t in self.special)]
+        if words:
+            self.count += 1
+            text = f"TEXT{self.count}"
+            import llguidance
+
+            banned = llguidance.regex_to_lark(
+                "(.|\\n)*(" + "|".join(_regex_escape(w) for w in words) + ")(.|\\n)*")
+            self.rules.append(f"{text}: /(.|\\n)*/ & ~/{banned}/")
+        else:
+            self.uses_text = True
+            text = "TAG_TEXT"
+        end_lark = self.literal(end)
+        if not end_lark or end_lark.startswith("<["):  # a special token never occurs in text
+            return self._seq(text, end_lark)
+        return self._rule(f"{text} {end_lark}", "[lazy]")
 
     def _triggered(self, trigger: str, rest: str) -> str:
         """Free text up to `trigger`, then `rest`."""
@@ -499,7 +557,10 @@ class _RegexWriter:
         kind = node.get("type")
         if kind == "const_string":
             return _regex_escape(node["value"])
+        if kind == "json_schema" and "portable" in node:
+            return self.expr(node["portable"])
         if kind == "json_schema":
+            _json_style_only(node, "outlines")
             return f"(?:{self.json_regex(node['json_schema'])})"
         if kind == "regex":
             return f"(?:{node['pattern']})"
@@ -508,8 +569,18 @@ class _RegexWriter:
         if kind == "or":
             return "(?:" + "|".join(self.expr(e) for e in node["elements"]) + ")"
         if kind == "tag":
+            head, text = _split_text(node["content"])
+            if text is not None:  # text up to the end marker: no character that opens one
+                ends = [node["end"], *(text.get("excludes") or [])]
+                chars = "".join(sorted({_regex_escape(e[0]) for e in ends if e}))
+                body = f"[^{chars}]*" if chars else "(?:.|\\n)*"
+                return (_regex_escape(node["begin"]) + "".join(self.expr(e) for e in head)
+                        + body + _regex_escape(node["end"]))
             return (_regex_escape(node["begin"]) + self.expr(node["content"])
                     + _regex_escape(node["end"]))
+        if kind == "repeat":
+            high = "" if node["max"] < 0 else node["max"]
+            return f"(?:{self.expr(node['content'])}){{{node['min']},{high}}}"
         if kind == "tags_with_separator":
             one = "(?:" + "|".join(self.expr(t) for t in node["tags"]) + ")"
             many = one if node.get("stop_after_first") else \
