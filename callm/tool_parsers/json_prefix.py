@@ -15,8 +15,9 @@ Three answers come out of it:
 - `safe`: the longest prefix read so far that quotes and brackets alone complete — the end of
   the last complete token, or the reading position inside a string value (never inside an
   escape). What lies beyond it is a token that might still turn out valid or not: an object
-  key and its colon, a comma, a literal such as `tru`, a number (complete only once something
-  follows it: `1` may become `12`, `1.` or `01`; `finish()` ends it).
+  key and its colon, a comma, a literal such as `tru`, a number; numbers and literals are
+  complete only once what follows shows they ended (`1` may become `12`, `1.` or `01`; `true`
+  may become `truex`) — `finish()` ends them at the end of the text.
 - `closer()`: the quotes and brackets that complete the text up to `safe`, e.g. `"}]}`.
 
 Strict JSON (RFC 8259): no NaN/Infinity, no trailing commas, no control characters in strings.
@@ -34,6 +35,9 @@ _ESCAPE_PREFIX = re.compile(r"\\(?:u[0-9a-fA-F]{0,3})?")
 _DIGITS = re.compile(r"[0-9]*")
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _NUMBER_CHARS = frozenset("0123456789.eE+-")
+# What may follow a value inside a container; a number or literal ends only at one of these
+# (`1.5.2`, `01` and `truex` are broken tokens, dropped whole).
+_VALUE_END = frozenset(" \t\n\r,]}")
 # A run of complete object members with scalar values, each followed by its comma, read in one
 # regex step: `"key": "value", "n": 1, ` (the cheap path for flat arguments objects).
 _STRING_RE = r'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*"'
@@ -56,7 +60,8 @@ _STRING = 6  # inside a string value
 _KEY_STRING = 7  # inside a key
 _NUMBER_STATE = 8  # inside a number (see `_num`)
 _LITERAL = 9  # inside true/false/null
-_END = 10  # DONE or ERROR
+_LITERAL_READ = 10  # after a literal, before the character that shows it ended
+_END = 11  # DONE or ERROR
 
 # Number sub-states; the complete ones may end the number.
 _N_MINUS, _N_ZERO, _N_INT, _N_DOT, _N_FRAC, _N_E, _N_ESIGN, _N_EXP = range(8)
@@ -102,7 +107,8 @@ class JsonPrefix:
     def finish(self) -> str:
         """No more text: a complete number ends here (a top-level one is DONE); anything else
         unfinished stays MORE (a valid prefix, not a value)."""
-        if self.status == MORE and self._state == _NUMBER_STATE and self._num in _N_COMPLETE:
+        if self.status == MORE and (self._state == _LITERAL_READ or (
+                self._state == _NUMBER_STATE and self._num in _N_COMPLETE)):
             self.safe, self.safe_in_string = self.length, False
             if not self.stack:
                 self.status, self.end, self._state = DONE, self.length, _END
@@ -264,7 +270,9 @@ class JsonPrefix:
                     state = _AFTER
                 elif c == "-" or "0" <= c <= "9":
                     m = _NUMBER.match(text, i, end)
-                    if m is not None and m.end() < end and text[m.end()] not in _NUMBER_CHARS:
+                    if m is not None and m.end() < end and (
+                            text[m.end()] in _VALUE_END or not stack and
+                            text[m.end()] not in _NUMBER_CHARS):
                         i = m.end()  # a whole number, and what follows is not part of it
                         self.safe, self.safe_in_string = base + i, False
                         if not stack:
@@ -297,15 +305,21 @@ class JsonPrefix:
                     i += n
                     self._literal = rest = rest[n:]
                     if not rest:
-                        self.safe, self.safe_in_string = base + i, False
                         if not stack:
+                            self.safe, self.safe_in_string = base + i, False
                             return self._done(base, i)
-                        state = _AFTER
+                        state = _LITERAL_READ
                     continue
                 k = 0
                 while text[i + k] == rest[k]:
                     k += 1
                 return self._fail(base, i + k, state)
+            if state == _LITERAL_READ:
+                if text[i] not in _VALUE_END:
+                    return self._fail(base, i, state)
+                self.safe, self.safe_in_string = base + i, False
+                state = _AFTER
+                continue
         self._state = state
         self.length = base + end
         return end
@@ -355,10 +369,12 @@ class JsonPrefix:
                     n = _N_DOT
                 elif c in "eE" and n != _N_EXP:
                     n = _N_E
-                else:  # the number ended
+                elif c in _VALUE_END or not self.stack:  # the number ended
                     self._num = n
                     self.safe, self.safe_in_string = base + i, False
                     return i, True
+                else:
+                    break
                 i += 1
             elif n == _N_E and c in "+-":
                 n = _N_ESIGN

@@ -272,7 +272,8 @@ class MarkupStream:
                 if count:
                     yield from self._skip_ws()
                     if fmt.region_end and (yield from self._literal(fmt.region_end)):
-                        return
+                        self.pos -= len(fmt.region_end)  # read below with stray repeats
+                        break
                     if fmt.list_wrapped:
                         if (yield from self._literal("]")):
                             break
@@ -285,6 +286,7 @@ class MarkupStream:
                     yield from self._skip_ws()
                 if fmt.call_start:  # a doubled start marker is one
                     yield from self._optional(_repeated(fmt.call_start))
+                    yield from self._skip_ws()
                 entry = self.pos
                 try:
                     is_call = yield from self._call(fmt)

@@ -138,7 +138,11 @@ def test_damaged_json_against_the_oracle(value, seed, edits, cuts):
     ('{"a": 1.5e', MORE, 1, "}"),
     ('{"a": -', MORE, 1, "}"),
     ('{"a": tru', MORE, 1, "}"),
-    ('{"a": true', MORE, 10, "}"),
+    ('{"a": true', MORE, 1, "}"),
+    ('{"a": true ', MORE, 10, "}"),
+    ('{"a": truex}', ERROR, 1, "}"),
+    ('{"a": 1.5.2}', ERROR, 1, "}"),
+    ('{"a": [1, 2.5]', MORE, 14, "}"),
     ('{"a": 1, ', MORE, 7, "}"),
     ('{"a": 1, "b": ', MORE, 7, "}"),
     ('{"a": "xy', MORE, 9, '"}'),
@@ -167,6 +171,7 @@ def test_closer_and_prefix_helpers():
     assert json_closer('{"a": 1}') == ""
     assert json_closer('{"a": 1} ') == ""
     assert json_closer('{"a": 1 ') == "}"
+    assert json_closer('{"a": 1') == "}" and json_closer('{"a": [true') == "]}"
     assert json_closer('{"a": 1,') is None
     assert json_closer('{"a": 1.') is None
     assert json_closer('{"a": x') is None
