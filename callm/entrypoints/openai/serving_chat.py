@@ -10,13 +10,16 @@ from callm.entrypoints.openai.protocol import (
     ChatCompletionLogProb, ChatCompletionLogProbs, ChatCompletionNamedToolChoiceParam,
     ChatCompletionRequest, ChatCompletionResponse, ChatCompletionResponseChoice,
     ChatCompletionResponseStreamChoice, ChatCompletionStreamResponse, ChatCompletionTopLogProb,
-    ChatMessage, DeltaMessage, ErrorInfo, ErrorResponse, UsageInfo)
+    ChatMessage, DeltaFunctionCall, DeltaMessage, DeltaToolCall, ErrorInfo, ErrorResponse,
+    UsageInfo)
 from callm.entrypoints.openai.serving_common import (
     FINISH_REASONS, APIError, RequestTimer, ServingContext, random_id, sampling_params,
     structured_outputs_params)
 from callm.tool_parsers import ToolParser, ToolParserManager
 from callm.tool_parsers.detect import AUTO, resolve_tool_parser
-from callm.tool_parsers.grammar import ToolChoicePlan, merge_constraints, plan_tool_choice
+from callm.tool_parsers.json_prefix import close_json
+from callm.tool_parsers.grammar import (ToolChoicePlan, ToolChoiceUnsupported, merge_constraints,
+                                        plan_tool_choice)
 
 
 class OpenAIServingChat:
@@ -37,7 +40,10 @@ class OpenAIServingChat:
         """A ChatCompletionResponse, or an async iterator of SSE lines when streaming."""
         ctx = self.ctx
         model = ctx.check_model(request.model)
-        plan = self._plan_tools(request)
+        try:
+            plan = self._plan_tools(request)
+        except ToolChoiceUnsupported as e:  # the parser's format cannot be forced
+            raise APIError(str(e), param="tool_choice") from None
         if plan.parser_cls is not None:
             request = plan.parser_cls(ctx.tokenizer).adjust_request(request)
         try:
@@ -110,6 +116,9 @@ class OpenAIServingChat:
             content, tool_calls, finish = out.text, [], FINISH_REASONS[out.finish_reason]
             if plan.parser_cls is not None:
                 info = plan.parser_cls(self.ctx.tokenizer).extract_tool_calls(out.text, request)
+                if finish != "length":  # only a call cut off by max_tokens stays partial
+                    for call in info.tool_calls:
+                        call.function.arguments = close_json(call.function.arguments)
                 self._count_tool_calls(self._parser_name(plan),
                                        [c.function.arguments for c in info.tool_calls])
                 if info.tools_called:
@@ -198,7 +207,9 @@ class OpenAIServingChat:
             if delta is not None and delta.tool_calls:
                 if not request.parallel_tool_calls:
                     delta.tool_calls = [tc for tc in delta.tool_calls if tc.index == 0]
-                for tc in delta.tool_calls:
+                    if not delta.tool_calls and delta.content is None:
+                        delta = None
+                for tc in delta.tool_calls if delta is not None else []:
                     fragment = tc.function.arguments if tc.function else None
                     arguments[tc.index] = arguments.get(tc.index, "") + (fragment or "")
         else:
@@ -209,6 +220,16 @@ class OpenAIServingChat:
         finish = None
         if out.finished:
             finish = FINISH_REASONS[out.finish_reason]
+            if parser is not None and finish != "length":  # as the whole response: closed
+                closing = []
+                for index, text in sorted(arguments.items()):
+                    closed = close_json(text)
+                    if closed != text:
+                        arguments[index] = closed
+                        closing.append(DeltaToolCall(index=index, function=DeltaFunctionCall(
+                            arguments=closed[len(text):])))
+                if closing:
+                    delta = _merge(delta, DeltaMessage(tool_calls=closing))
             if arguments and finish == "stop":
                 finish = calls_finish_reason
         if delta is None and finish is None and logprobs is None:
