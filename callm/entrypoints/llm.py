@@ -67,6 +67,7 @@ class LLM:
         from callm.entrypoints.chat_utils import default_chat_template, function_to_tool, render_chat
         from callm.entrypoints.openai.protocol import ChatCompletionRequest
         from callm.tool_parsers.grammar import merge_constraints, plan_tool_choice
+        from callm.tool_parsers.json_prefix import close_json
 
         conversations = [messages] if messages and isinstance(messages[0], dict) else messages
         per_conversation = bool(tools) and isinstance(tools[0], list | tuple)
@@ -113,6 +114,9 @@ class LLM:
                 info = plan.parser_cls(self.tokenizer).extract_tool_calls(completion.text,
                                                                           request)
                 calls = info.tool_calls if parallel_tool_calls else info.tool_calls[:1]
+                if completion.finish_reason != "length":  # only a call cut off stays partial
+                    for call in calls:
+                        call.function.arguments = close_json(call.function.arguments)
                 completion.tool_calls = calls if info.tools_called else None
         return outputs
 

@@ -430,3 +430,10 @@ def json_closer(text: str) -> str | None:
     if _WS.fullmatch(text, checker.safe) is None:  # ends within a token
         return None
     return checker.closer()
+
+
+def close_json(text: str) -> str:
+    """`text` completed by `json_closer` when quotes and brackets can complete it; otherwise
+    (complete already, or not closable) unchanged."""
+    closer = json_closer(text)
+    return text + closer if closer else text
