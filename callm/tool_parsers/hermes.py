@@ -11,7 +11,9 @@ HERMES = ToolCallFormat(JsonObject(), call_start="<tool_call>", call_end="</tool
                         call_padding="\n")
 FENCED_JSON = ToolCallFormat(JsonObject(), region_start="```json", region_end="```",
                              known_names_only=True)
-BARE_JSON = ToolCallFormat(JsonObject(), bare="line_start", known_names_only=True)
+# The closing tag the model may still write after a bare object is markup too.
+BARE_JSON = ToolCallFormat(JsonObject(), bare="line_start", known_names_only=True,
+                           call_end="</tool_call>")
 
 
 @ToolParserManager.register_module(["hermes", "qwen3_json", "qwen25", "qwen", "trinity"])

@@ -768,7 +768,7 @@ class MarkupStream:
         """Skip the rest of a call whose JSON went wrong: up to where its brackets balance
         (`depth` of them open; strings tracked loosely), or up to the next of the format's
         markers, or to the end of the output."""
-        pattern = _discard_pattern(fmt)
+        pattern, markers = _discard_patterns(fmt)
         i = self.pos
         while True:
             text = self.text
@@ -781,6 +781,11 @@ class MarkupStream:
                 if len(token) > 1 and not token.startswith("\\"):  # a marker
                     self.pos = m.start()
                     return
+                if markers is not None and not self.eof:  # a marker may be arriving here
+                    arriving = markers.match(text, m.start(), partial=True)
+                    if arriving is not None and arriving.partial:
+                        i = m.start()
+                        break
                 i = m.end()
                 if token.startswith("\\"):
                     continue
@@ -1055,12 +1060,14 @@ def _compiled(pattern: str) -> regex.Pattern:
 
 
 @cache
-def _discard_pattern(fmt: ToolCallFormat) -> regex.Pattern:
-    """What `_discard_call` stops at: the format's markers, quotes, escapes and brackets."""
+def _discard_patterns(fmt: ToolCallFormat) -> tuple[regex.Pattern, regex.Pattern | None]:
+    """What `_discard_call` stops at — the format's markers, quotes, escapes and brackets —
+    and the markers alone (None: none)."""
     markers = {m for m in (fmt.call_end, fmt.region_end, fmt.call_start, fmt.region_start,
                            *fmt.drop_markers) if len(m) > 1}
     alternatives = [regex.escape(m) for m in sorted(markers, key=len, reverse=True)]
-    return regex.compile("|".join(alternatives + [r'\\[\s\S]', r'["{}\[\]]']))
+    return (regex.compile("|".join(alternatives + [r'\\[\s\S]', r'["{}\[\]]'])),
+            regex.compile("|".join(alternatives)) if alternatives else None)
 
 
 @cache
