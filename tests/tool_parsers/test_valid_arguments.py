@@ -11,6 +11,8 @@ import json
 
 import jiter
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from parser_fixtures import request_with_tools
 from streaming_parity import (assert_streaming_parity, chunkings, format_markers,
                               marker_chunkings, parse_whole)
@@ -309,3 +311,40 @@ def test_call_indexes_count_from_zero_in_streams():
         previous += ch
         seen += [tc.index for tc in (message.tool_calls if message else []) if tc.id]
     assert seen == [0, 1, 2]
+
+
+# ----- fuzz -----
+
+FRAGMENTS = [
+    "<tool_call>", "</tool_call>", "[TOOL_CALLS]", "[ARGS]", "<|python_tag|>",
+    "<|tool_calls_section_begin|>", "<|tool_call_begin|>", "functions.get_time:0",
+    "<|tool_call_argument_begin|>", "<|tool_call_end|>", "<|tool_calls_section_end|>",
+    "<｜tool▁calls▁begin｜>", "<｜tool▁call▁begin｜>", "<｜tool▁sep｜>", "<｜tool▁call▁end｜>",
+    "<|channel|>commentary to=functions.get_time<|message|>", "<|call|>", "<|start|>assistant",
+    '{"name": "get_weather", "arguments": ', '{"name": "get_time", "parameters": ',
+    "get_time", "get_weather", '{"city": ', '"Paris"', '"x\\"y', "\\u00e9", "\\q", "{", "}", "[",
+    "]", ",", ":", ";", '"', " ", "\n", "1", "-2.5e3", "01", "1.", "true", "tru", "null", "NaN",
+    "b: ", "é", "text ",
+]
+fuzz_texts = st.lists(st.sampled_from(FRAGMENTS), max_size=40).map("".join)
+
+
+@pytest.mark.parametrize("parser_name", ["hermes", "mistral", "llama3_json", "kimi_k2",
+                                         "deepseek_v31", "openai"])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=fuzz_texts, cuts=st.lists(st.integers(0, 10_000), max_size=10))
+def test_fuzz_arguments_always_usable(parser_name, text, cuts):
+    """Random markup and broken JSON: the stream's arguments equal the whole response's text
+    for text, every streamed prefix is valid, and only the last call (output ended inside it)
+    may need closing."""
+    parser_cls = ToolParserManager.get_tool_parser(parser_name)
+    whole = parse_whole(parser_cls, text, REQUEST)
+    points = sorted({c % (len(text) + 1) for c in cuts} | {0, len(text)})
+    deltas = [text[a:b] for a, b in zip(points, points[1:]) if b > a]
+    streamed = stream_checked(parser_cls, deltas)
+    assert [streamed[i] for i in sorted(streamed)] == [args for _, args in whole.calls]
+    for i, (_, args) in enumerate(whole.calls):
+        closer = json_closer(args)
+        assert closer is not None, args
+        assert isinstance(json.loads(args + closer), dict)
+        assert closer == "" or i == len(whole.calls) - 1, args
