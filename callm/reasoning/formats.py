@@ -68,7 +68,9 @@ class ThoughtSplitter:
     """Splits one output, fed as the text so far, into reasoning and content pieces.
 
     `interrupts`: markers that end an unclosed thought where they begin and stay in the content
-    (a tool call written while thinking is a call, not a thought).
+    (a tool call written while thinking is a call, not a thought). Whitespace around a thought
+    and between it and its answer is layout, so `<think>\n\n</think>\n\nHi` has no thought;
+    a later thought (gpt-oss) joins the earlier ones after a "\n".
     """
 
     fmt: ReasoningFormat
@@ -80,19 +82,22 @@ class ThoughtSplitter:
     state: Literal["start", "thought", "answer"] = "start"
     eof: bool = False
     _skip_space: bool = False  # whitespace between a thought and its answer is layout
+    _lead_space: bool = True  # so is whitespace around a thought: "<think>\n\n</think>" is empty
+    _new_thought: bool = True  # a later thought (gpt-oss) is set off from the earlier by "\n"
+    _said_reasoning: bool = False
     _out: list[tuple[Kind, str]] = field(default_factory=list)
 
     def __post_init__(self):
-        if self.thinking and self.opened_in_prompt:
-            self.state = "thought"
+        # An opened thought may still begin with its marker (DeepSeek-R1-0528 writes "<think>").
+        self._opened = self.thinking and self.opened_in_prompt
         fmt = self.fmt
         starts = [s for s in (fmt.start, *fmt.start_variants) if s]
         self._starts = sorted(starts, key=len, reverse=True)
         self._ends = {fmt.end, *fmt.end_variants}
-        thought_enders = [*self._ends, *self.interrupts]
-        self._thought_end = _alternation([m for m in thought_enders if m])
-        answer_markers = list(fmt.answer_markers) + (starts if fmt.repeats else [])
-        self._answer_marker = _alternation(answer_markers)
+        self._thought_enders = [m for m in (*self._ends, *self.interrupts) if m]
+        self._thought_end = _alternation(self._thought_enders)
+        self._answer_markers = list(fmt.answer_markers) + (starts if fmt.repeats else [])
+        self._answer_marker = _alternation(self._answer_markers)
 
     def feed(self, text_so_far: str) -> list[tuple[Kind, str]]:
         self.text = text_so_far
@@ -122,17 +127,35 @@ class ThoughtSplitter:
         for marker in self._starts:
             if rest.startswith(marker):
                 self.pos = len(self.text) - len(rest) + len(marker)
-                self.state = "thought"
+                self._enter_thought()
                 return
             if marker.startswith(rest) and not self.eof:
                 return  # the marker may still be arriving
-        self.state = "answer"
+        if self._opened:
+            self._enter_thought()
+        else:
+            self.state = "answer"
+
+    def _enter_thought(self) -> None:
+        self.state = "thought"
+        self._lead_space = self._new_thought = True
 
     def _thought(self) -> None:
+        if self._lead_space:
+            self.pos = len(self.text) - len(self.text[self.pos:].lstrip())
+            if self.pos == len(self.text) and not self.eof:
+                return
+            self._lead_space = False
         end = self._thought_end
         m = end.search(self.text, self.pos) if end else None
+        held = self._held(self._thought_enders, m) if m is not None else None
+        if held is not None:
+            piece = self.text[self.pos:held].rstrip()
+            self._emit("reasoning", piece)
+            self.pos += len(piece)
+            return
         if m is not None:
-            self._emit("reasoning", self.text[self.pos:m.start()])
+            self._emit("reasoning", self.text[self.pos:m.start()].rstrip())
             if m.group() in self._ends:
                 self.pos = m.end()
                 self._skip_space = True
@@ -145,8 +168,10 @@ class ThoughtSplitter:
             partial = end.search(self.text, self.pos, partial=True)
             if partial is not None:
                 hold = partial.start()
-        self._emit("reasoning", self.text[self.pos:hold])
-        self.pos = hold
+        # Whitespace closing a thought is layout too: held until more of the thought follows.
+        piece = self.text[self.pos:hold].rstrip()
+        self._emit("reasoning", piece)
+        self.pos = len(self.text) if self.eof else self.pos + len(piece)
 
     def _answer(self) -> None:
         if self._skip_space:
@@ -161,10 +186,15 @@ class ThoughtSplitter:
             m = marker.search(self.text, self.pos)
             if m is None:
                 break
+            held = self._held(self._answer_markers, m)
+            if held is not None:
+                self._emit("content", self.text[self.pos:held])
+                self.pos = held
+                return
             self._emit("content", self.text[self.pos:m.start()])
             self.pos = m.end()
             if self.fmt.repeats and m.group() in self._starts:
-                self.state = "thought"
+                self._enter_thought()
                 return
         hold = len(self.text)
         if marker is not None and not self.eof:
@@ -174,9 +204,27 @@ class ThoughtSplitter:
         self._emit("content", self.text[self.pos:hold])
         self.pos = hold
 
+    def _held(self, markers: list[str], m) -> int | None:
+        """`m` matched, but a marker that would win over it in the whole text (a longer one at
+        the same place, as ERNIE's "<response>\n" over "<response>") may still be arriving: where
+        it would start, so the caller waits there."""
+        if self.eof:
+            return None
+        n = len(self.text)
+        longest = max(map(len, markers))
+        for at in range(max(self.pos, n - longest + 1), m.start() + 1):
+            tail = self.text[at:]
+            if any(len(x) > len(tail) and x.startswith(tail) for x in markers):
+                return at
+        return None
+
     def _emit(self, kind: Kind, text: str) -> None:
         if not text:
             return
+        if kind == "reasoning":
+            if self._new_thought and self._said_reasoning:
+                text = "\n" + text
+            self._new_thought, self._said_reasoning = False, True
         if self._out and self._out[-1][0] == kind:
             self._out[-1] = (kind, self._out[-1][1] + text)
         else:
