@@ -6,6 +6,7 @@ and don't. A tool-call marker met while thinking ends the thought (the server pa
 parser's markers as `interrupts`).
 """
 
+from callm.entrypoints.openai.protocol import DeltaMessage
 from callm.reasoning.abstract_reasoning_parser import (FormatReasoningParser,
                                                         ReasoningParserManager)
 from callm.reasoning.formats import ReasoningFormat
@@ -67,18 +68,23 @@ class MiniMaxM2AppendThinkReasoningParser(FormatReasoningParser):
     so a client that sends history back resends the thought as the model wrote it."""
 
     format = ReasoningFormat(always_opens=True, switch=())
+    _sent_think = False
 
     def extract_reasoning(self, model_output, request=None):
         return None, "<think>" + model_output
 
     def extract_reasoning_streaming(self, previous_text, current_text, delta_text, *ids):
-        from callm.entrypoints.openai.protocol import DeltaMessage
-
-        text = ("<think>" if not previous_text else "") + delta_text
-        return DeltaMessage(content=text) if text else None
+        if not delta_text:  # an empty first delta must not send "<think>" twice
+            return None
+        text = ("" if self._sent_think else "<think>") + delta_text
+        self._sent_think = True
+        return DeltaMessage(content=text)
 
     def finish_streaming(self):
-        return None
+        if self._sent_think:
+            return None
+        self._sent_think = True
+        return DeltaMessage(content="<think>")
 
 
 @ReasoningParserManager.register_module(["minimax_m3", "minimax-m3"])
@@ -98,9 +104,11 @@ class SeedOssReasoningParser(FormatReasoningParser):
 
 @ReasoningParserManager.register_module("mistral")
 class MistralReasoningParser(FormatReasoningParser):
-    """Magistral: `[THINK]…[/THINK]`; off with `reasoning_effort="none"`."""
+    """Magistral: `[THINK]…[/THINK]` (v13+ tokenizers), `<think>…</think>` as text (v11);
+    off with `reasoning_effort="none"`."""
 
-    format = ReasoningFormat(start="[THINK]", end="[/THINK]", switch=("reasoning_effort",))
+    format = ReasoningFormat(start="[THINK]", end="[/THINK]", start_variants=("<think>",),
+                             end_variants=("</think>",), switch=("reasoning_effort",))
 
 
 @ReasoningParserManager.register_module(["openai_gptoss", "gpt-oss"])
@@ -148,17 +156,21 @@ class GraniteThinkingReasoningParser(FormatReasoningParser):
 @ReasoningParserManager.register_module("ernie45")
 class Ernie45ReasoningParser(FormatReasoningParser):
     """ERNIE 4.5 Thinking: the output starts inside the thought, `</think>` ends it, and the
-    answer may sit in `<response>…</response>`."""
+    answer may sit in `\\n\\n<response>\\n…\\n</response>\\n` (the wrapper and its newlines
+    are markup)."""
 
     format = ReasoningFormat(always_opens=True, switch=(),
-                             answer_markers=("<response>", "</response>"))
+                             answer_markers=("<response>\n", "<response>", "\n</response>\n",
+                                             "\n</response>", "</response>"))
 
 
 @ReasoningParserManager.register_module(["hunyuan_a13b", "hunyuan"])
 class HunyuanA13BReasoningParser(FormatReasoningParser):
-    """Hunyuan-A13B: `<think>…</think>` then `<answer>…</answer>`."""
+    """Hunyuan-A13B: `<think>\\n…\\n</think>\\n` then `<answer>\\n…\\n</answer>` (wrapper and its
+    newlines are markup)."""
 
-    format = ReasoningFormat(answer_markers=("<answer>", "</answer>"), switch=())
+    format = ReasoningFormat(answer_markers=("<answer>\n", "<answer>", "\n</answer>",
+                                             "</answer>"), switch=())
 
 
 @ReasoningParserManager.register_module("hy_v3")
@@ -178,10 +190,10 @@ class HYV4ReasoningParser(FormatReasoningParser):
 @ReasoningParserManager.register_module("kimi_k3")
 class KimiK3ReasoningParser(FormatReasoningParser):
     """Kimi K3: `<|open|>think<|sep|>…<|close|>think<|sep|>`; the reply's response-channel
-    markers are markup."""
+    markers are markup, and opening the response channel also ends a thought."""
 
     format = ReasoningFormat(start="<|open|>think<|sep|>", end="<|close|>think<|sep|>",
-                             switch=THINKING_SWITCH,
+                             end_variants=("<|open|>response<|sep|>",), switch=THINKING_SWITCH,
                              answer_markers=("<|open|>response<|sep|>", "<|close|>response<|sep|>",
                                              "<|close|>message<|sep|>"))
 
@@ -196,10 +208,11 @@ class KimiReasoningParser(FormatReasoningParser):
 @ReasoningParserManager.register_module(["cohere_command3", "cohere_command4"])
 class CohereCommandReasoningParser(FormatReasoningParser):
     """Cohere Command A Reasoning / Command 4: `<|START_THINKING|>…<|END_THINKING|>`, the answer
-    in `<|START_RESPONSE|>…<|END_RESPONSE|>` (or `<|START_TEXT|>…<|END_TEXT|>`); template
-    switch `reasoning`."""
+    in `<|START_RESPONSE|>…<|END_RESPONSE|>` (or `<|START_TEXT|>…<|END_TEXT|>`), whose opening
+    also ends a thought; template switch `reasoning`."""
 
     format = ReasoningFormat(start="<|START_THINKING|>", end="<|END_THINKING|>",
+                             end_variants=("<|START_RESPONSE|>", "<|START_TEXT|>"),
                              switch=("reasoning",),
                              answer_markers=("<|START_RESPONSE|>", "<|END_RESPONSE|>",
                                              "<|START_TEXT|>", "<|END_TEXT|>"))
@@ -207,11 +220,16 @@ class CohereCommandReasoningParser(FormatReasoningParser):
 
 @ReasoningParserManager.register_module("inkling")
 class InklingReasoningParser(FormatReasoningParser):
-    """Inkling: `<|message_model|><|content_thinking|>…<|end_message|>` blocks are the thought."""
+    """Inkling: `<|message_model|><|content_thinking|>…<|end_message|>` blocks are the thought;
+    the text blocks' markup around the answer (`<|message_model|><|content_text|>…
+    <|end_message|>`, `<|content_model_end_sampling|>`) is not content."""
 
     format = ReasoningFormat(start="<|content_thinking|>", end="<|end_message|>",
                              start_variants=("<|message_model|><|content_thinking|>",),
-                             repeats=True, switch=())
+                             repeats=True, switch=(),
+                             answer_markers=("<|message_model|><|content_text|>",
+                                             "<|content_text|>", "<|message_model|>",
+                                             "<|end_message|>", "<|content_model_end_sampling|>"))
 
 
 @ReasoningParserManager.register_module("muse_glimmer")
