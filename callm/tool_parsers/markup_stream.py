@@ -26,6 +26,9 @@ clients get stays usable:
   unless the output was cut by `max_tokens` (finish_reason "length"), as OpenAI leaves them.
 - Markup is never content: a doubled start marker is one, a stray end marker after a call is
   dropped, and a list entry that is not a call is skipped (a list with no call is content).
+  A Python or markup-parameter call that breaks after it committed keeps what was read and
+  drops the rest up to its own end (`)`, the closing tag); when the output ends first, that
+  rest is content.
 """
 
 import ast
@@ -497,9 +500,23 @@ class MarkupStream:
                 value = python_literal_json((yield from self._python_value()))
                 self._emit_arguments(("" if first else ", ") + json.dumps(key) + ": " + value)
                 first = False
-        except _NoMatch:
-            pass  # committed: close what was read
+        except _NoMatch:  # committed: close what was read, drop the rest of the call
+            self._emit_arguments("}")
+            yield from self._skip_bounded(self._skip_python_arguments())
+            return
         self._emit_arguments("}")
+
+    def _skip_python_arguments(self) -> Parse:
+        """The rest of a broken Python call, up to and including its `)`."""
+        while True:
+            yield from self._python_value()
+            ch = yield from self._peek()
+            if ch == ",":
+                self.pos += 1
+                continue
+            if ch == ")":
+                self.pos += 1
+            return
 
     def _xml_call(self, fmt: ToolCallFormat, enc: XmlParameters) -> Parse:
         """Name and parameters in markup; values typed by the tool's schema (`typed_value`).
@@ -522,7 +539,7 @@ class MarkupStream:
                 if enc.call_suffix and (yield from self._literal(enc.call_suffix)):
                     break
                 if not (yield from self._literal(enc.key_prefix)):
-                    break  # the call ends without its own closing tag
+                    raise _NoMatch  # junk, or the call ends without its own closing tag
                 key = (yield from self._match(key_pattern)).group().strip()
                 yield from self._expect(enc.key_suffix)
                 attributes = yield from self._xml_attributes(enc)
@@ -543,8 +560,11 @@ class MarkupStream:
                     self._emit_arguments(head + json.dumps(typed_value(text, schema),
                                                            ensure_ascii=False))
                 yield from self._literal(enc.value_suffix)
-        except _NoMatch:
-            pass  # committed: close what was read
+        except _NoMatch:  # committed: close what was read, drop the rest of the call
+            self._emit_arguments("}")
+            if enc.call_suffix:
+                yield from self._skip_bounded(self._skip_to(fmt, enc.call_suffix))
+            return
         self._emit_arguments("}")
 
     def _xml_attributes(self, enc: XmlParameters) -> Parse:
@@ -800,6 +820,29 @@ class MarkupStream:
                 self.pos = len(text)
                 raise _EndOfText
             self.pos = i
+            yield
+
+    def _skip_bounded(self, skip: Parse) -> Parse:
+        """Run `skip`, which drops the rest of a broken call; when the output ends before it
+        finds the call's end, nothing is dropped (the text is content after all)."""
+        mark = self.pos
+        try:
+            yield from skip
+        except (_EndOfText, _NoMatch):
+            self.pos = mark
+
+    def _skip_to(self, fmt: ToolCallFormat, end: str) -> Parse:
+        """Up to and including `end`, or up to the next of the format's markers."""
+        pattern = _skip_to_pattern(fmt, end)
+        i = self.pos
+        while True:
+            m = pattern.search(self.text, i, partial=True)
+            if m is not None and not m.partial:
+                self.pos = m.end() if m.group() == end else m.start()
+                return
+            if self.eof:
+                raise _EndOfText
+            i = len(self.text) if m is None else m.start()
             yield
 
     # ----- primitives: each waits for text, consumes on success, raises _NoMatch otherwise -----
@@ -1068,6 +1111,12 @@ def _discard_patterns(fmt: ToolCallFormat) -> tuple[regex.Pattern, regex.Pattern
     alternatives = [regex.escape(m) for m in sorted(markers, key=len, reverse=True)]
     return (regex.compile("|".join(alternatives + [r'\\[\s\S]', r'["{}\[\]]'])),
             regex.compile("|".join(alternatives)) if alternatives else None)
+
+
+@cache
+def _skip_to_pattern(fmt: ToolCallFormat, end: str) -> regex.Pattern:
+    _, markers = _discard_patterns(fmt)
+    return regex.compile(regex.escape(end) + ("|" + markers.pattern if markers else ""))
 
 
 @cache

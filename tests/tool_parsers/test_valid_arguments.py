@@ -286,6 +286,17 @@ LEAKS = [
      [("get_time", {})], "ok"),
     ("openai", "<|channel|>commentary to=functions.get_time<|message|>hello<|call|>", [],
      "hello"),
+    # Other encodings: the rest of a call that breaks after it committed is dropped up to the
+    # call's own end; with no end before the output does, it stays content.
+    ("pythonic", "[get_weather(city='Paris', 3), get_time()]",
+     [("get_weather", {"city": "Paris"}), ("get_time", {})], None),
+    ("pythonic", "[get_weather(city='Paris', 3", [("get_weather", {"city": "Paris"})], "3"),
+    ("qwen3_coder", "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>"
+     "\njunk\n</function>\n</tool_call> ok", [("get_weather", {"city": "Paris"})], " ok"),
+    ("qwen3_coder", "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>"
+     "\njunk</tool_call>\nok", [("get_weather", {"city": "Paris"})], "\nok"),
+    ("qwen3_coder", "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>"
+     "\nHello there", [("get_weather", {"city": "Paris"})], "Hello there"),
 ]
 
 
