@@ -31,6 +31,8 @@ class CompletionOutput:
     finish_reason: str | None = None  # "stop" | "length" | "abort"
     stop_reason: str | int | None = None  # the stop string or stop token id that ended it
     tool_calls: list | None = None  # parsed by LLM.chat when a tool parser is set
+    reasoning: str | None = None  # LLM.chat with a reasoning parser: the thought
+    content: str | None = None  # LLM.chat with a tool or reasoning parser: the answer text
 
     @property
     def finished(self) -> bool:

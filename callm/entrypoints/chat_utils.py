@@ -152,6 +152,9 @@ def normalize_messages(messages: Iterable[Any], template: str = "") -> list[dict
         if "content" in msg:
             msg["content"] = _text(msg["content"], role)
         if role == "assistant":
+            thought = msg.pop("reasoning", None) or msg.get("reasoning_content")
+            if thought:  # templates name an earlier turn's thought differently
+                msg["reasoning_content"] = msg["thinking"] = thought
             if "function_call" in msg and not msg.get("tool_calls"):
                 msg["tool_calls"] = [{"type": "function", "function": msg.pop("function_call")}]
             if msg.get("tool_calls"):

@@ -23,6 +23,12 @@ def _check_tool_flags(args: argparse.Namespace) -> None:
     # No parser named (or "auto"): detected from the chat template once the model is loaded.
     if args.tool_call_parser and args.tool_call_parser != AUTO:
         ToolParserManager.get_tool_parser(args.tool_call_parser)
+    from callm.reasoning import ReasoningParserManager
+
+    for plugin in args.reasoning_parser_plugin or []:
+        ReasoningParserManager.import_reasoning_parser(plugin)
+    if args.reasoning_parser:
+        ReasoningParserManager.get_reasoning_parser(args.reasoning_parser)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -50,7 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
     engine = AsyncLLMEngine(LLMEngine(config))
     try:
         ctx = build_context(engine, args.served_model_name, args.enable_auto_tool_choice,
-                            args.tool_call_parser, args.chat_template)
+                            args.tool_call_parser, args.chat_template, args.reasoning_parser)
         app = build_app(ctx, api_key=args.api_key)  # resolves --tool-call-parser auto
         logging.getLogger(__name__).info("serving %s on http://%s:%d/v1", ctx.model_names[0],
                                          args.host, args.port)
@@ -77,15 +83,27 @@ def _parsers(args: argparse.Namespace) -> int:
     load_general_plugins()
     for path in args.tool_parser_plugin or []:
         ToolParserManager.import_tool_parser(path)
-    by_class: dict[type, list[str]] = {}
-    for name in ToolParserManager.list_registered():
-        by_class.setdefault(ToolParserManager.get_tool_parser(name), []).append(name)
-    for cls, names in by_class.items():
-        doc = cls.__doc__ or sys.modules[cls.__module__].__doc__ or "(no description)"
-        summary = " ".join(doc.split("\n\n")[0].split())
-        print(" ".join(names))
-        print(f"    {summary}")
+    from callm.reasoning import ReasoningParserManager
+
+    for path in args.reasoning_parser_plugin or []:
+        ReasoningParserManager.import_reasoning_parser(path)
+    print("tool-call parsers (--tool-call-parser):")
+    _describe(ToolParserManager.list_registered(), ToolParserManager.get_tool_parser)
+    print("\nreasoning parsers (--reasoning-parser):")
+    _describe(ReasoningParserManager.list_registered(),
+              ReasoningParserManager.get_reasoning_parser)
     return 0
+
+
+def _describe(names: list[str], get) -> None:
+    """Each class once: its names, then the first paragraph of its docstring."""
+    by_class: dict[type, list[str]] = {}
+    for name in names:
+        by_class.setdefault(get(name), []).append(name)
+    for cls, cls_names in by_class.items():
+        doc = cls.__doc__ or sys.modules[cls.__module__].__doc__ or "(no description)"
+        print(" ".join(cls_names))
+        print(f"    {' '.join(doc.split(chr(10) * 2)[0].split())}")
 
 
 def _add_serve_args(p: argparse.ArgumentParser) -> None:
@@ -105,6 +123,11 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
                         "detects it from the chat template")
     p.add_argument("--tool-parser-plugin", action="append",
                    help="a file or module registering tool parsers (repeatable)")
+    p.add_argument("--reasoning-parser",
+                   help="reasoning format of a thinking model, e.g. qwen3: thoughts go to "
+                        "`reasoning`, never `content`")
+    p.add_argument("--reasoning-parser-plugin", action="append",
+                   help="a file or module registering reasoning parsers (repeatable)")
     p.add_argument("--chat-template", help="chat template file or text")
     p.add_argument("--dtype", default="bfloat16", choices=["auto", "bfloat16", "float32",
                                                           "float16"])
@@ -138,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     parsers = commands.add_parser("parsers", help="list the tool-call parsers")
     parsers.add_argument("--tool-parser-plugin", action="append",
                          help="a plugin file or module to load first (repeatable)")
+    parsers.add_argument("--reasoning-parser-plugin", action="append",
+                         help="a reasoning plugin file or module to load first (repeatable)")
     parsers.set_defaults(run=_parsers)
     return parser
 

@@ -16,13 +16,19 @@ from callm.engine.sampling_params import SamplingParams
 
 class LLM:
     def __init__(self, model: str | None = None, tool_call_parser: str | None = None,
-                 chat_template: str | None = None, **engine_args):
+                 chat_template: str | None = None, reasoning_parser: str | None = None,
+                 **engine_args):
         config = EngineConfig(**({"model": model} if model else {}), chat_template=chat_template,
                               tool_call_parser=tool_call_parser, **engine_args)
         self.engine = LLMEngine(config)
         self.tokenizer = self.engine.tokenizer
         self._ids = itertools.count()
         self._detected: dict[str | None, str | ValueError] = {}  # chat template -> parser
+        self.reasoning_parser = reasoning_parser
+        if reasoning_parser is not None:  # fail now on an unknown name
+            from callm.reasoning import ReasoningParserManager
+
+            ReasoningParserManager.get_reasoning_parser(reasoning_parser)
         if tool_call_parser == "auto":  # detect (and log) now; a failure counts when needed
             from callm.entrypoints.chat_utils import default_chat_template
 
@@ -53,9 +59,11 @@ class LLM:
              tool_choice: str | dict | Sequence[str | dict] = "auto",
              chat_template: str | None = None, tool_call_parser: str | None = None,
              add_generation_prompt: bool = True, chat_template_kwargs: dict | None = None,
-             use_tqdm: bool = True, parallel_tool_calls: bool = True) -> list[RequestOutput]:
+             use_tqdm: bool = True, parallel_tool_calls: bool = True,
+             thinking_token_budget: int | None = None) -> list[RequestOutput]:
         """Answer one conversation or a list of them; with `tools`, each output's `tool_calls`
-        holds the calls parsed from its text (None when the model called nothing).
+        holds the calls parsed from its text (None when the model called nothing), and with a
+        reasoning parser its `reasoning` holds the thought and `content` the answer.
 
         `tools` and `tool_choice` are one for all conversations, or a list with one per
         conversation. `tool_choice` as in OpenAI: "auto", "none", "required" (at least one
@@ -63,11 +71,12 @@ class LLM:
         `{"type": "function", "function": {"name": F}}` (exactly one call of F).
         required/named are enforced by a grammar written in the tool parser's own format, so
         the arguments always match the tool's JSON Schema; `strict` tools are enforced the
-        same way in auto mode once the model starts a call."""
-        from callm.entrypoints.chat_utils import default_chat_template, function_to_tool, render_chat
+        same way in auto mode once the model starts a call. A thinking model thinks first:
+        constraints hold from the end of its thought, `thinking_token_budget` caps it."""
+        from callm.entrypoints.chat import ChatPipeline, ChatRequestError, with_params
+        from callm.entrypoints.chat_utils import default_chat_template, function_to_tool
         from callm.entrypoints.openai.protocol import ChatCompletionRequest
-        from callm.tool_parsers.grammar import merge_constraints, plan_tool_choice
-        from callm.tool_parsers.json_prefix import close_json
+        from callm.reasoning import ReasoningParserManager
 
         conversations = [messages] if messages and isinstance(messages[0], dict) else messages
         per_conversation = bool(tools) and isinstance(tools[0], list | tuple)
@@ -85,39 +94,33 @@ class LLM:
             # auto needs the model's parser; required/named fall back to the Hermes encoding
             parser_cls = self._tool_parser(tool_call_parser, template, required=any(
                 ts and c == "auto" for ts, c in zip(tool_lists, choices)))
-        rendered, requests, plans = [], [], []
-        for conversation, choice, tool_dicts in zip(conversations, choices, tool_lists):
-            request = ChatCompletionRequest(messages=list(conversation), tools=tool_dicts or None,
-                                            tool_choice=choice if tool_dicts else None,
-                                            parallel_tool_calls=parallel_tool_calls)
-            plan = plan_tool_choice(request, parser_cls)
-            if plan.parser_cls is not None:
-                request = plan.parser_cls(self.tokenizer).adjust_request(request)
-            requests.append(request)
-            plans.append(plan)
-            prompt = render_chat(self.tokenizer, request.messages, tools=tool_dicts or None,
-                                 chat_template=template,
-                                 add_generation_prompt=add_generation_prompt,
-                                 chat_template_kwargs=chat_template_kwargs)
-            rendered.append((prompt, False))
-        params = self._per_prompt(sampling_params, len(rendered))
-        params = [p if plan.parser_cls is None else _with(  # keep marker tokens in the text
-                      p, skip_special_tokens=r.skip_special_tokens,
-                      structured_outputs=merge_constraints(p.structured_outputs,
-                                                           plan.structured_outputs))
-                  for p, r, plan in zip(params, requests, plans)]
-        outputs = self._run(rendered, params, use_tqdm)
-        for output, request, plan in zip(outputs, requests, plans):
-            if plan.parser_cls is None:
+        reasoning_cls = (ReasoningParserManager.get_reasoning_parser(self.reasoning_parser)
+                         if self.reasoning_parser else None)
+        pipeline = ChatPipeline(self.tokenizer, template, parser_cls, reasoning_cls)
+        params = self._per_prompt(sampling_params, len(conversations))
+        prepared_chats, run_params = [], []
+        for conversation, choice, tool_dicts, p in zip(conversations, choices, tool_lists, params):
+            request = ChatCompletionRequest(
+                messages=list(conversation), tools=tool_dicts or None,
+                tool_choice=choice if tool_dicts else None,
+                parallel_tool_calls=parallel_tool_calls, add_generation_prompt=add_generation_prompt,
+                chat_template_kwargs=chat_template_kwargs,
+                thinking_token_budget=thinking_token_budget)
+            try:
+                prepared = pipeline.prepare(request, p.structured_outputs)
+            except ChatRequestError as e:
+                raise ValueError(str(e)) from None
+            prepared_chats.append(prepared)
+            run_params.append(with_params(p, prepared))
+        outputs = self._run([(c.prompt, False) for c in prepared_chats], run_params, use_tqdm)
+        for output, prepared in zip(outputs, prepared_chats):
+            if prepared.tools.parser_cls is None and reasoning_cls is None:
                 continue
             for completion in output.outputs:
-                info = plan.parser_cls(self.tokenizer).extract_tool_calls(completion.text,
-                                                                          request)
-                calls = info.tool_calls if parallel_tool_calls else info.tool_calls[:1]
-                if completion.finish_reason != "length":  # only a call cut off stays partial
-                    for call in calls:
-                        call.function.arguments = close_json(call.function.arguments)
-                completion.tool_calls = calls if info.tools_called else None
+                result = pipeline.reader(prepared).whole(completion.text,
+                                                         completion.finish_reason)
+                completion.reasoning, completion.content = result.reasoning, result.content
+                completion.tool_calls = result.tool_calls or None
         return outputs
 
     def _tool_parser(self, name: str | None, template: str | None, required: bool = True):
@@ -178,12 +181,6 @@ class LLM:
                     bar.update(1)
         bar.close()
         return results
-
-
-def _with(params: SamplingParams, **changes) -> SamplingParams:
-    from dataclasses import replace
-
-    return replace(params, **changes)
 
 
 def _progress(total: int, enabled: bool):

@@ -194,7 +194,8 @@ def build_app(ctx: ServingContext, api_key: str | None = None) -> FastAPI:
 
 def build_context(engine: AsyncLLMEngine, served_model_name: list[str] | None,
                   enable_auto_tool_choice: bool, tool_call_parser: str | None,
-                  chat_template: str | None) -> ServingContext:
+                  chat_template: str | None,
+                  reasoning_parser: str | None = None) -> ServingContext:
     from callm.entrypoints.chat_utils import load_chat_template
     from callm.metrics import Metrics
 
@@ -204,4 +205,5 @@ def build_context(engine: AsyncLLMEngine, served_model_name: list[str] | None,
         engine=engine, model_names=names + [core.config.model], max_model_len=core.max_model_len,
         metrics=Metrics(core, names[0]),
         chat_template=load_chat_template(chat_template) if chat_template else None,
-        enable_auto_tool_choice=enable_auto_tool_choice, tool_parser_name=tool_call_parser)
+        enable_auto_tool_choice=enable_auto_tool_choice, tool_parser_name=tool_call_parser,
+        reasoning_parser_name=reasoning_parser)

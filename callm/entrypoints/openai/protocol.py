@@ -65,10 +65,19 @@ class DeltaToolCall(_Delta):
 
 
 class DeltaMessage(_Delta):
+    """A streamed piece of the reply. The thought goes out as both `reasoning` (vLLM's newer
+    name) and `reasoning_content`, so clients reading either see it."""
     role: str | None = None
     content: str | None = None
     reasoning_content: str | None = None
     tool_calls: list[DeltaToolCall] = Field(default_factory=list)
+
+    @model_serializer(mode="wrap")
+    def _with_reasoning(self, handler: SerializerFunctionWrapHandler):
+        data = {k: v for k, v in handler(self).items() if v is not None and v != []}
+        if "reasoning_content" in data:
+            data["reasoning"] = data["reasoning_content"]
+        return data
 
 
 class ExtractedToolCallInformation(BaseModel):
@@ -145,6 +154,7 @@ class AssistantMessage(_Message):
     content: str | list[AssistantContentPart] | None = None
     tool_calls: list[ToolCall] | None = None
     reasoning_content: str | None = None
+    reasoning: str | None = None  # vLLM's newer name for the same thought
     refusal: str | None = None
     name: str | None = None
     function_call: FunctionCall | None = None  # legacy, pre-tools API
@@ -294,6 +304,10 @@ class ChatCompletionRequest(_SamplingRequest):
     chat_template_kwargs: dict[str, Any] | None = None
     add_generation_prompt: bool = True
     continue_final_message: bool = False
+    # reasoning models: passed to the template (gpt-oss: low / medium / high), and a cap on
+    # thinking tokens after which the family's end-of-thought marker is written
+    reasoning_effort: str | None = None
+    thinking_token_budget: int | None = Field(default=None, ge=0)
 
     @field_validator("tools")
     @classmethod
@@ -369,10 +383,15 @@ ChatFinishReason = Literal["stop", "length", "tool_calls", "content_filter", "fu
 CompletionFinishReason = Literal["stop", "length", "content_filter"]
 
 
+class CompletionTokensDetails(BaseModel):
+    reasoning_tokens: int = 0
+
+
 class UsageInfo(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    completion_tokens_details: CompletionTokensDetails | None = None
 
 
 class ChatCompletionTopLogProb(BaseModel):
@@ -412,6 +431,8 @@ class ChatMessage(BaseModel):
             data.pop("tool_calls", None)
         if data.get("reasoning_content") is None:
             data.pop("reasoning_content", None)
+        else:
+            data["reasoning"] = data["reasoning_content"]
         return data
 
 

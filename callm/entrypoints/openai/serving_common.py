@@ -38,6 +38,7 @@ class ServingContext:
     # A registered parser name, "auto", or None; OpenAIServingChat replaces "auto"/None with
     # the parser detected from the chat template (None when none is detected and none needed).
     tool_parser_name: str | None = None
+    reasoning_parser_name: str | None = None
 
     @property
     def tokenizer(self):

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from callm.engine.request import CompletionOutput, RequestOutput
+from callm.entrypoints.chat import ChatPipeline, PreparedChat
 from callm.entrypoints.openai.protocol import ChatCompletionRequest
 from callm.entrypoints.openai.serving_chat import OpenAIServingChat
 from callm.entrypoints.openai.serving_common import RequestTimer
@@ -27,6 +28,7 @@ def serving(parser: str = "hermes") -> OpenAIServingChat:
     chat = OpenAIServingChat.__new__(OpenAIServingChat)  # no engine: outputs are scripted
     chat.ctx = SimpleNamespace(metrics=Metrics(), tokenizer=None, tool_parser_name=parser)
     chat.parser_cls = ToolParserManager.get_tool_parser(parser)
+    chat.pipeline = ChatPipeline(None, None, chat.parser_cls)
     return chat
 
 
@@ -55,21 +57,22 @@ def respond(text: str, finish_reason: str, *, stream: bool, plan: ToolChoicePlan
     plan = plan or ToolChoicePlan(chat.parser_cls)
     request = ChatCompletionRequest(messages=[{"role": "user", "content": "hi"}], tools=TOOLS,
                                     stream=stream, **request_fields)
+    prepared = PreparedChat(request, "", plan)
     first, *rest = engine_outputs(text, finish_reason, step)
     if not stream:
         async def connected():
             return False
 
-        response = asyncio.run(chat._whole(request, "id", "m", first, _aiter(rest),
-                                           RequestTimer(), plan, connected))
+        response = asyncio.run(chat._whole(prepared, "id", "m", first, _aiter(rest),
+                                           RequestTimer(), connected))
         choice = response.choices[0]
         calls = [(c.function.name, c.function.arguments) for c in choice.message.tool_calls]
         return {"content": choice.message.content, "calls": calls,
                 "finish_reason": choice.finish_reason}
 
     async def collect():
-        return [line async for line in chat._stream(request, "id", "m", first, _aiter(rest),
-                                                    RequestTimer(), plan)]
+        return [line async for line in chat._stream(prepared, "id", "m", first, _aiter(rest),
+                                                    RequestTimer())]
 
     content, calls, finish = "", [], None
     for line in asyncio.run(collect()):
