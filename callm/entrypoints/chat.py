@@ -136,7 +136,8 @@ class ChatPipeline:
                 raise ChatRequestError(str(e), "response_format") from None
         budget = prepared.request.thinking_token_budget
         if budget is not None and thinking:
-            prepared.thinking_budget = ThinkingBudget(self.tokenizer, fmt, budget, opened)
+            prepared.thinking_budget = ThinkingBudget(self.tokenizer, fmt, budget, opened,
+                                                      kwargs["interrupts"])
 
 
 class ChoiceReader:
@@ -252,10 +253,31 @@ class ChoiceReader:
             return self.prepared.tools.finish_reason
         return finish_reason
 
-    def reasoning_tokens(self) -> int:
+    def reasoning_tokens(self, token_ids: Sequence[int]) -> int:
+        """How many of the output's `token_ids` the thought took: the shortest prefix whose text
+        holds the whole thought. (Encoding the thought's text again counts other tokens than
+        the model wrote — more, for a model that spells words in pieces.)"""
         if not self.reasoning_text:
             return 0
-        return len(self.tokenizer.encode(self.reasoning_text, add_special_tokens=False))
+        ids = list(token_ids)
+        target = len(self.reasoning_text)
+
+        def complete(k: int) -> bool:
+            text = self.tokenizer.decode(ids[:k], skip_special_tokens=False)
+            reasoning, _ = self.reasoning.extract_reasoning(text, self.request)
+            return len(reasoning or "") >= target
+
+        if not complete(len(ids)):  # the text is not the ids' (cannot happen in the engine)
+            return min(len(ids), len(self.tokenizer.encode(self.reasoning_text,
+                                                            add_special_tokens=False)))
+        low, high = 1, len(ids)
+        while low < high:
+            middle = (low + high) // 2
+            if complete(middle):
+                high = middle
+            else:
+                low = middle + 1
+        return high
 
 
 def _call_markers(parser_cls) -> list[str]:

@@ -7,6 +7,7 @@ processor that, once a thought has run its budget of tokens, makes the model wri
 family's end-of-thought marker (llama.cpp's `--reasoning-budget`, per request here).
 """
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import torch
@@ -65,18 +66,26 @@ class ThinkingBudget:
     where the thought began (at once when the prompt opened it, else after the start marker's
     tokens), whether its end marker came, and how much of a forced end is already written."""
 
-    def __init__(self, tokenizer, fmt: ReasoningFormat, budget: int, opened: bool):
+    def __init__(self, tokenizer, fmt: ReasoningFormat, budget: int, opened: bool,
+                 interrupts: Sequence[str] = ()):
         if budget < 0:
             raise ValueError("thinking_token_budget must be at least 0")
+        self.tokenizer = tokenizer
         self.budget = budget
         self.opened = opened
         self.start_ids = tokenizer.encode(fmt.start, add_special_tokens=False) if fmt.start else []
         self.end_ids = tokenizer.encode(fmt.end, add_special_tokens=False)
+        # What ends a thought in the text, as the reasoning parser reads it: the end marker in
+        # any tokens (' </' 'think' '>' is not '</' 'think' '>'), its variants, and the tool
+        # parser's call markers (a call written while thinking ends the thought).
+        self.enders = [m for m in (fmt.end, *fmt.end_variants, *interrupts) if m]
 
     def __call__(self, output_ids, logits: torch.Tensor) -> torch.Tensor:
         ids = list(output_ids)
         begin = 0 if self.opened else _after(ids, self.start_ids, 0)
-        if begin is None or not self.end_ids or _after(ids, self.end_ids, begin) is not None:
+        if begin is None or not self.end_ids or len(ids) - begin < self.budget:
+            return logits  # no thought yet, or still within budget
+        if _after(ids, self.end_ids, begin) is not None or self._ended(ids[begin:]):
             return logits
         written = next((k for k in range(min(len(self.end_ids) - 1, len(ids) - begin), 0, -1)
                        if ids[-k:] == self.end_ids[:k]), 0)
@@ -85,6 +94,12 @@ class ThinkingBudget:
         forced = torch.full_like(logits, float("-inf"))
         forced[self.end_ids[written]] = 0.0
         return forced
+
+    def _ended(self, thought_ids: list[int]) -> bool:
+        """The thought's text holds something that ended it (checked only once the budget is
+        spent, so the decoding costs nothing before)."""
+        text = self.tokenizer.decode(thought_ids, skip_special_tokens=False)
+        return any(m in text for m in self.enders)
 
 
 def _after(ids: list[int], marker: list[int], start: int) -> int | None:
