@@ -86,7 +86,7 @@ class OpenAIServingChat:
         for out in final.outputs:
             reader = self.pipeline.reader(prepared)
             result = reader.whole(out.text, FINISH_REASONS[out.finish_reason])
-            reasoning_tokens += reader.reasoning_tokens()
+            reasoning_tokens += reader.reasoning_tokens(out.token_ids)
             if prepared.tools.parser_cls is not None:
                 self._count_tool_calls(self._parser_name(prepared),
                                        [c.function.arguments for c in result.tool_calls])
@@ -157,7 +157,8 @@ class OpenAIServingChat:
         if request.stream_options and request.stream_options.include_usage:
             yield chunk([], self._usage(len(final.prompt_token_ids),
                                         sum(len(t) for t in token_ids),
-                                        sum(r.reasoning_tokens() for r in readers)))
+                                        sum(r.reasoning_tokens(ids)
+                                            for r, ids in zip(readers, token_ids))))
         yield "data: [DONE]\n\n"
 
     def _delta_choice(self, request, out, previous_ids, reader):
