@@ -59,6 +59,8 @@ _BUILTIN_PARSERS = {  # name -> "module:Class", kept equal to the modules' regis
     "muse_glimmer": "families:MuseGlimmerReasoningParser",
     "apertus": "families:ApertusReasoningParser",
     "apertus2509": "families:ApertusReasoningParser",
+    "k2_horizon": "families:K2HorizonReasoningParser",
+    "k2_v3": "families:K2HorizonReasoningParser",
 }
 
 for _name, _target in _BUILTIN_PARSERS.items():

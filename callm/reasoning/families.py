@@ -251,3 +251,14 @@ class ApertusReasoningParser(FormatReasoningParser):
     """Apertus: `<|inner_prefix|>…<|inner_suffix|>`."""
 
     format = ReasoningFormat(start="<|inner_prefix|>", end="<|inner_suffix|>", switch=())
+
+
+@ReasoningParserManager.register_module(["k2_horizon", "k2_v3"])
+class K2HorizonReasoningParser(FormatReasoningParser):
+    """K2 Horizon: `<ifm|think>…</ifm|think>`, the template opening the tag for the request's
+    `reasoning_effort` (`<ifm|think_fast>` medium, `<ifm|think_faster>` low); any of the three
+    closing tags ends the thought, as the model mixes them."""
+
+    format = ReasoningFormat(start="<ifm|think>", end="</ifm|think>",
+                             start_variants=("<ifm|think_fast>", "<ifm|think_faster>"),
+                             end_variants=("</ifm|think_fast>", "</ifm|think_faster>"))

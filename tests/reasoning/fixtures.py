@@ -410,6 +410,15 @@ FIXTURES: dict[str, list[Case]] = {
     "ApertusReasoningParser": family_cases(
         "<|inner_prefix|>", "<|inner_suffix|>",
         open_prompt="<|assistant_start|><|inner_prefix|>", interrupt="<|tools_prefix|>"),
+    "K2HorizonReasoningParser": family_cases(
+        "<ifm|think>", "</ifm|think>", open_prompt="<|ifm|im_start|>assistant\n<ifm|think>",
+        interrupt="<ifm|tool_calls>", off={"enable_thinking": False},
+        off_prompt="<|ifm|im_start|>assistant\n") + _extra(
+        case("fast_tag_closed_by_high_tag", f"{THOUGHT}</ifm|think>{ANSWER}", THOUGHT, ANSWER,
+             prompt="<|ifm|im_start|>assistant\n<ifm|think_fast>"),
+        case("faster_tags", f"<ifm|think_faster>{THOUGHT}</ifm|think_faster>{ANSWER}", THOUGHT,
+             ANSWER),
+    ),
 }
 
 FIXTURES_BY_NAME: dict[str, list[Case]] = {
