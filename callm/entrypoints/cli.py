@@ -27,7 +27,7 @@ def _check_tool_flags(args: argparse.Namespace) -> None:
 
     for plugin in args.reasoning_parser_plugin or []:
         ReasoningParserManager.import_reasoning_parser(plugin)
-    if args.reasoning_parser:
+    if args.reasoning_parser and args.reasoning_parser != "auto":  # auto: from the template
         ReasoningParserManager.get_reasoning_parser(args.reasoning_parser)
 
 
@@ -124,8 +124,9 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tool-parser-plugin", action="append",
                    help="a file or module registering tool parsers (repeatable)")
     p.add_argument("--reasoning-parser",
-                   help="reasoning format of a thinking model, e.g. qwen3: thoughts go to "
-                        "`reasoning`, never `content`")
+                   help="reasoning format of a thinking model, e.g. qwen3 (or 'auto': "
+                        "detected from the chat template): thoughts go to `reasoning`, never "
+                        "`content`")
     p.add_argument("--reasoning-parser-plugin", action="append",
                    help="a file or module registering reasoning parsers (repeatable)")
     p.add_argument("--chat-template", help="chat template file or text")

@@ -24,11 +24,16 @@ class LLM:
         self.tokenizer = self.engine.tokenizer
         self._ids = itertools.count()
         self._detected: dict[str | None, str | ValueError] = {}  # chat template -> parser
-        self.reasoning_parser = reasoning_parser
-        if reasoning_parser is not None:  # fail now on an unknown name
+        if reasoning_parser is not None:  # resolve "auto" and fail on unknown names now
+            from callm.entrypoints.chat_utils import default_chat_template
             from callm.reasoning import ReasoningParserManager
+            from callm.reasoning.detect import resolve_reasoning_parser
 
+            reasoning_parser = resolve_reasoning_parser(
+                reasoning_parser, self.tokenizer,
+                chat_template or default_chat_template(self.tokenizer, config.model))
             ReasoningParserManager.get_reasoning_parser(reasoning_parser)
+        self.reasoning_parser = reasoning_parser
         if tool_call_parser == "auto":  # detect (and log) now; a failure counts when needed
             from callm.entrypoints.chat_utils import default_chat_template
 

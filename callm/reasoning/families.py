@@ -22,17 +22,11 @@ class Qwen3ReasoningParser(FormatReasoningParser):
     format = ReasoningFormat()
 
 
-@ReasoningParserManager.register_module("qwen3-thinking")
-class Qwen3ThinkingReasoningParser(FormatReasoningParser):
-    """Qwen3 thinking-only models: the output always starts inside `<think>…</think>`."""
-
-    format = ReasoningFormat(always_opens=True, switch=())
-
-
-@ReasoningParserManager.register_module(["deepseek_r1", "deepseek-r1", "step3", "step3p5"])
+@ReasoningParserManager.register_module(["deepseek_r1", "deepseek-r1", "step3", "step3p5",
+                                         "qwen3-thinking"])
 class DeepSeekR1ReasoningParser(FormatReasoningParser):
-    """DeepSeek-R1 / R1-0528, Step-3 / 3.5: the output starts inside the thought (`<think>`
-    optional) and `</think>` ends it; always thinks."""
+    """DeepSeek-R1 / R1-0528, Step-3 / 3.5, Qwen3 thinking-only models: the output starts inside
+    the thought (`<think>` optional) and `</think>` ends it; always thinks."""
 
     format = ReasoningFormat(always_opens=True, switch=())
 

@@ -144,12 +144,6 @@ FIXTURES: dict[str, list[Case]] = {
         case("stray_end_without_prompt", f"{THOUGHT}</think>{ANSWER}", None,
              f"{THOUGHT}</think>{ANSWER}"),
     ),
-    "Qwen3ThinkingReasoningParser": family_cases(
-        "<think>", "</think>", open_prompt=QWEN_PROMPT, interrupt="<tool_call>",
-        always_opens=True) + _extra(
-        case("switch_ignored", f"{THOUGHT}</think>{ANSWER}", THOUGHT, ANSWER,
-             chat_template_kwargs={"enable_thinking": False}),
-    ),
     "DeepSeekR1ReasoningParser": family_cases(
         "<think>", "</think>", open_prompt=DEEPSEEK_PROMPT, interrupt="<｜tool▁calls▁begin｜>",
         always_opens=True) + _extra(
@@ -157,6 +151,8 @@ FIXTURES: dict[str, list[Case]] = {
         case("r1_0528_with_start", f"<think>\n{THOUGHT}\n</think>\n\n{ANSWER}", THOUGHT, ANSWER),
         case("step3_second_end_is_content", f"{THOUGHT}</think>{ANSWER}</think>x", THOUGHT,
              f"{ANSWER}</think>x"),
+        case("switch_ignored", f"{THOUGHT}</think>{ANSWER}", THOUGHT, ANSWER,
+             chat_template_kwargs={"enable_thinking": False}),
     ),
     "DeepSeekV3ReasoningParser": family_cases(
         "<think>", "</think>", open_prompt=DEEPSEEK_PROMPT, interrupt="<｜tool▁calls▁begin｜>",

@@ -17,6 +17,7 @@ from callm.entrypoints.openai.serving_common import (
     FINISH_REASONS, APIError, RequestTimer, ServingContext, random_id, sampling_params,
     structured_outputs_params)
 from callm.reasoning import ReasoningParserManager
+from callm.reasoning.detect import resolve_reasoning_parser
 from callm.tool_parsers import ToolParserManager
 from callm.tool_parsers.detect import AUTO, resolve_tool_parser
 
@@ -33,6 +34,8 @@ class OpenAIServingChat:
             required=ctx.tool_parser_name == AUTO or ctx.enable_auto_tool_choice)
         self.parser_cls = (ToolParserManager.get_tool_parser(ctx.tool_parser_name)
                            if ctx.tool_parser_name else None)
+        ctx.reasoning_parser_name = resolve_reasoning_parser(
+            ctx.reasoning_parser_name, ctx.tokenizer, self.default_template)
         reasoning_cls = (ReasoningParserManager.get_reasoning_parser(ctx.reasoning_parser_name)
                          if ctx.reasoning_parser_name else None)
         self.pipeline = ChatPipeline(ctx.tokenizer, self.default_template, self.parser_cls,
