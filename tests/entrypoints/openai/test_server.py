@@ -609,6 +609,8 @@ def startup_errors(tmp_path_factory, run_cli):
         "raising_plugin": ["--tool-parser-plugin", str(raising)],
         "syntax_plugin": ["--tool-parser-plugin", str(syntax)],
         "missing_plugin": ["--tool-parser-plugin", str(folder / "absent.py")],
+        "unknown_reasoning_parser": ["--reasoning-parser", "nope_reasoning"],
+        "missing_reasoning_plugin": ["--reasoning-parser-plugin", str(folder / "gone.py")],
     }
 
     commands = {name: ["serve", missing_model, "--port", "1", *flags]
@@ -633,6 +635,9 @@ def test_auto_tool_parser_flags_accepted(startup_errors, case):
     ("raising_plugin", ["raising_plugin.py:3", "plugin exploded"]),
     ("syntax_plugin", ["syntax_plugin.py:1", "SyntaxError"]),
     ("missing_plugin", ["absent.py", "does not exist"]),
+    ("unknown_reasoning_parser", ["unknown reasoning parser 'nope_reasoning'", "qwen3",
+                                  "deepseek_r1", "gpt-oss"]),
+    ("missing_reasoning_plugin", ["gone.py", "does not exist"]),
 ])
 def test_startup_errors(startup_errors, case, mentions):
     done, seconds = startup_errors[case]
@@ -650,6 +655,14 @@ def test_example_plugin_listed(startup_errors):
     assert done.returncode == 0, done.stderr
     names = done.stdout.split()
     assert "functioncall" in names and "hermes" in names
+
+
+def test_parsers_lists_reasoning_parsers(startup_errors):
+    done, _ = startup_errors["parsers"]
+    tools, reasoning = done.stdout.split("reasoning parsers (--reasoning-parser):")
+    names = reasoning.split()
+    assert {"qwen3", "deepseek_r1", "gpt-oss", "glm45"} <= set(names)
+    assert "qwen3" not in tools.split() and "hermes" not in names
 
 
 # --------------------------------------------------------------------------- the real model
