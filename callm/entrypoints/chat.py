@@ -131,7 +131,7 @@ class ChatPipeline:
         if prepared.structured_outputs is not None and thinking:
             try:
                 prepared.structured_outputs = after_thought(prepared.structured_outputs, fmt,
-                                                            opened)
+                                                            opened, kwargs["interrupts"])
             except ValueError as e:
                 raise ChatRequestError(str(e), "response_format") from None
         budget = prepared.request.thinking_token_budget

@@ -18,13 +18,19 @@ from callm.reasoning.formats import ReasoningFormat
 _GAP = {"type": "regex", "pattern": r"[ \t\r\n]{0,8}"}
 
 
-def after_thought(constraint, fmt: ReasoningFormat, opened: bool):
+def after_thought(constraint, fmt: ReasoningFormat, opened: bool,
+                  interrupts: Sequence[str] = ()):
     """`constraint` (StructuredOutputsParams) applied after the thought: a structural tag of
     [thought] + the constrained part. `opened`: the prompt opened the thought, so the output
-    starts inside it; otherwise the thought is optional and begins with its marker."""
+    starts inside it; otherwise the thought is optional and begins with its marker.
+    `interrupts` (the tool parser's call markers) cannot appear in the thought: the reasoning
+    parser would read a call there, outside the constraint, so the thought must end first."""
     node = _constrained_node(constraint)
-    thought = {"type": "tag", "begin": "" if opened else fmt.start,
-               "content": {"type": "any_text"}, "end": fmt.end}
+    text = {"type": "any_text"}
+    if interrupts := [m for m in interrupts if m]:
+        text["excludes"] = interrupts
+    thought = {"type": "tag", "begin": "" if opened else fmt.start, "content": text,
+               "end": fmt.end}
     if not opened:
         thought = {"type": "optional", "content": thought}
     tag = {"type": "structural_tag", "format": {"type": "sequence",

@@ -133,8 +133,9 @@ def accepts(manager, tokenizer, constraint, text: str) -> bool:
     return ended or bool(torch.isfinite(logits[0, list(EOS)]).any())
 
 
-def wrapped(opened: bool, **constraint) -> StructuredOutputsParams:
-    out = after_thought(StructuredOutputsParams(backend="xgrammar", **constraint), FMT, opened)
+def wrapped(opened: bool, interrupts=(), **constraint) -> StructuredOutputsParams:
+    out = after_thought(StructuredOutputsParams(backend="xgrammar", **constraint), FMT, opened,
+                        interrupts)
     assert out.structural_tag is not None and out.json is None and out.kind == "structural_tag"
     return out
 
@@ -165,3 +166,18 @@ def test_after_thought_wraps_every_kind(manager, tokenizer):
     assert not accepts(manager, tokenizer, choice, "x</think>\nmaybe")
     obj = wrapped(True, json_object=True)
     assert accepts(manager, tokenizer, obj, 'x</think>{"k": [1]}')
+
+
+def test_after_thought_keeps_calls_out_of_the_thought(manager, tokenizer):
+    """The tool parser's call marker ends an unclosed thought for the reasoning parser, so a
+    call there would escape the grammar: under a constraint the thought cannot hold one."""
+    call = {"type": "tag", "begin": "<tool_call>\n", "content": {
+        "type": "json_schema", "json_schema": SCHEMA}, "end": "\n</tool_call>"}
+    tag = {"type": "structural_tag", "format": call}
+    free = wrapped(True, structural_tag=tag)
+    strict = wrapped(True, interrupts=["<tool_call>"], structural_tag=tag)
+    inside = 'hmm <tool_call>\n{"a": "x"}\n</tool_call></think><tool_call>\n{"a": 1}\n</tool_call>'
+    assert accepts(manager, tokenizer, free, inside)
+    assert not accepts(manager, tokenizer, strict, inside)
+    after = 'hmm, tool_call it is</think>\n<tool_call>\n{"a": 1}\n</tool_call>'
+    assert accepts(manager, tokenizer, strict, after)
