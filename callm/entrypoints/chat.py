@@ -128,7 +128,9 @@ class ChatPipeline:
         kwargs = prepared.reasoning_kwargs
         thinking = fmt.thinking(kwargs["chat_template_kwargs"])
         opened = thinking and fmt.opened_in(prepared.prompt)
-        if prepared.structured_outputs is not None and thinking:
+        constraint = prepared.structured_outputs
+        # (a request may name only a backend: nothing to hold after the thought)
+        if constraint is not None and constraint.kind is not None and thinking:
             try:
                 prepared.structured_outputs = after_thought(prepared.structured_outputs, fmt,
                                                             opened, kwargs["interrupts"])

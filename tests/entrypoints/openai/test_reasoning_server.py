@@ -200,10 +200,12 @@ def test_thinking_without_budget_stays_in_the_thought(http):
 
 # --------------------------------------------------------------------------- budget + schema
 
-def test_budget_then_json_schema(http):
+@pytest.mark.parametrize("backend", ["xgrammar", "llguidance", "outlines"])
+def test_budget_then_json_schema(http, backend):
     body = dict(temperature=0, seed=3, max_tokens=100, thinking_token_budget=5,
                 response_format={"type": "json_schema",
-                                 "json_schema": {"name": "answer", "schema": SCHEMA}})
+                                 "json_schema": {"name": "answer", "schema": SCHEMA}},
+                structured_outputs={"backend": backend})
     whole = post(http, **body)
     assert_thought(whole)
     [choice] = whole["choices"]
@@ -212,6 +214,13 @@ def test_budget_then_json_schema(http):
     assert whole["usage"]["completion_tokens_details"]["reasoning_tokens"] == 5
     streamed, usage = stream(http, **body)
     assert streamed == as_streamed(whole) and usage == whole["usage"]
+
+
+def test_backend_alone_constrains_nothing(http):
+    """structured_outputs naming only a backend: the model thinks as it would without it."""
+    plain = post(http, temperature=0, max_tokens=6)
+    assert post(http, temperature=0, max_tokens=6, structured_outputs={"backend": "llguidance"},
+                thinking_token_budget=50) == {**plain, "id": ANY, "created": ANY}
 
 
 # --------------------------------------------------------------------------- history
