@@ -124,6 +124,11 @@ class ChatPipeline:
 
         fmt = getattr(self.reasoning_parser_cls, "format", None)
         if fmt is None:  # a hand-written plugin: nothing declarative to build on
+            if prepared.request.thinking_token_budget is not None:  # not silently unbounded
+                raise ChatRequestError(
+                    f"thinking_token_budget needs a reasoning parser that declares its "
+                    f"ReasoningFormat; {self.reasoning_parser_cls.__name__} does not",
+                    "thinking_token_budget")
             return
         kwargs = prepared.reasoning_kwargs
         thinking = fmt.thinking(kwargs["chat_template_kwargs"])

@@ -70,3 +70,21 @@ def test_unknown_reasoning_parser_fails_at_construction(tiny_llama_dir):
     with pytest.raises(KeyError, match="qwen3"):
         LLM(str(tiny_llama_dir), reasoning_parser="nope", dtype="float32",
             kv_cache_memory=8 * 2**20, max_model_len=256)
+
+
+def test_budget_needs_a_declared_format(llm):
+    """A hand-written reasoning parser (no ReasoningFormat) cannot have its thought ended by a
+    budget: the request is refused rather than left unbounded."""
+    from callm.entrypoints.chat import ChatPipeline, ChatRequestError
+    from callm.entrypoints.openai.protocol import ChatCompletionRequest
+    from callm.reasoning import ReasoningParser
+
+    class Formless(ReasoningParser):
+        def extract_reasoning(self, model_output, request):
+            return None, model_output
+
+    pipeline = ChatPipeline(llm.tokenizer, THINKING_TEMPLATE, reasoning_parser_cls=Formless)
+    pipeline.prepare(ChatCompletionRequest(messages=ASK))  # fine without a budget
+    with pytest.raises(ChatRequestError, match="ReasoningFormat; Formless") as e:
+        pipeline.prepare(ChatCompletionRequest(messages=ASK, thinking_token_budget=3))
+    assert e.value.param == "thinking_token_budget"
