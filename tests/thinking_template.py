@@ -3,7 +3,8 @@
 ChatML; tools listed Hermes-style in the system turn; earlier assistant calls written as
 `<tool_call>\\n{json}\\n</tool_call>`; an earlier turn's `reasoning_content` written as
 `<think>\\n...\\n</think>\\n\\n` before its content; tool results as `<tool_response>` blocks in a
-user turn. The generation prompt opens the thought (`<|im_start|>assistant\\n<think>\\n`), or
+user turn; `reasoning_effort` (a template variable) as a line of the system turn. The
+generation prompt opens the thought (`<|im_start|>assistant\\n<think>\\n`), or
 writes an empty one when `enable_thinking` is false.
 """
 
@@ -15,6 +16,9 @@ THINKING_TEMPLATE = r"""
 {%- else -%}
     {%- set system_prompt = "" -%}
     {%- set turns = messages -%}
+{%- endif -%}
+{%- if reasoning_effort is defined -%}
+    {%- set system_prompt = ("Reasoning effort: " + reasoning_effort + "\n\n" + system_prompt) | trim -%}
 {%- endif -%}
 {%- if tools or system_prompt -%}
     {{- "<|im_start|>system\n" + system_prompt -}}

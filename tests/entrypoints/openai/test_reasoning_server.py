@@ -144,6 +144,17 @@ def test_budget_then_required_tool_call(thinking, http):
                              thinking_token_budget=6)
     assert streamed == as_streamed(whole)
     assert usage == whole["usage"]
+
+    # the openai client's stream: the thought in each delta's extra fields
+    reasoning, names, arguments = "", "", ""
+    for chunk in client.chat.completions.create(stream=True, **args):
+        for c in chunk.choices:
+            reasoning += (c.delta.model_extra or {}).get("reasoning_content") or ""
+            for tc in c.delta.tool_calls or []:
+                names += tc.function.name or ""
+                arguments += tc.function.arguments or ""
+    assert (reasoning, names, arguments) == (extra["reasoning"], "get_weather",
+                                             call.function.arguments)
     thinking.wait_idle()
 
 
@@ -257,6 +268,16 @@ def test_earlier_thoughts_reach_the_template(thinking, http):
     assert out.usage.prompt_tokens == len(tokens)  # the chat request rendered the same prompt
     bare = http.post("/tokenize", json={"model": MODEL, "messages": _without_thoughts(EARLIER)})
     assert bare.json()["count"] < len(tokens)
+
+
+def test_reasoning_effort_reaches_the_template(thinking):
+    client = thinking.client()
+    plain = client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=1)
+    high = client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=1,
+                                          reasoning_effort="high")
+    tokens = len(thinking.engine.engine.tokenizer.encode(
+        "<|im_start|>system\nReasoning effort: high<|im_end|>\n", add_special_tokens=False))
+    assert high.usage.prompt_tokens == plain.usage.prompt_tokens + tokens
 
 
 # --------------------------------------------------------------------------- errors
