@@ -85,13 +85,17 @@ class ThinkingBudget:
         # any tokens (' </' 'think' '>' is not '</' 'think' '>'), its variants, and the tool
         # parser's call markers (a call written while thinking ends the thought).
         self.enders = [m for m in (fmt.end, *fmt.end_variants, *interrupts) if m]
+        self._over: set[int] = set()  # samples whose thought is over, by id of their ids list
 
     def __call__(self, output_ids, logits: torch.Tensor) -> torch.Tensor:
         ids = list(output_ids)
         begin = 0 if self.opened else _after(ids, self.start_ids, 0)
         if begin is None or not self.end_ids or len(ids) - begin < self.budget:
             return logits  # no thought yet, or still within budget
+        if id(output_ids) in self._over:
+            return logits
         if _after(ids, self.end_ids, begin) is not None or self._ended(ids[begin:]):
+            self._over.add(id(output_ids))  # each sample's ids are one list for its lifetime
             return logits
         written = next((k for k in range(min(len(self.end_ids) - 1, len(ids) - begin), 0, -1)
                        if ids[-k:] == self.end_ids[:k]), 0)
