@@ -35,10 +35,21 @@ CALLS = [
                       "attendees": ["ana@example.com", "li@example.com"], "duration_min": 45}),
 ]
 _TYPES = {str: "string", int: "integer", dict: "object", list: "array"}
-# Typed schemas: markup formats (XML parameters) type their text values by them.
-TOOLS = [{"type": "function", "function": {"name": name, "parameters": {
-    "type": "object", "properties": {"seq": {"type": "integer"}, **{
-        k: {"type": _TYPES[type(v)]} for k, v in args.items()}}}}} for name, args in CALLS]
+
+
+def schema_of(value) -> dict:
+    """A JSON Schema typing `value` all the way down: markup formats (XML parameters, nested
+    tags) type their text values by the request's tool schemas."""
+    schema = {"type": _TYPES[type(value)]}
+    if isinstance(value, dict):
+        schema["properties"] = {k: schema_of(v) for k, v in value.items()}
+    elif isinstance(value, list) and value:
+        schema["items"] = schema_of(value[0])
+    return schema
+
+
+TOOLS = [{"type": "function", "function": {"name": name, "parameters": schema_of(
+    {**args, "seq": 0})}} for name, args in CALLS]
 
 
 def make_calls(n):
