@@ -75,6 +75,8 @@ _BUILTIN_PARSERS = {  # name -> "module:Class", kept equal to the modules' regis
     "solar_open2": "xml_families:SolarOpen2ToolParser",
     "kimi_k3": "xml_families:KimiK3ToolParser",
     "minimax_m3": "xml_families:MinimaxM3ToolParser",
+    "muse_glimmer": "xml_families:MuseGlimmerToolParser",
+    "muse": "xml_families:MuseGlimmerToolParser",
     "minimax-m3": "xml_families:MinimaxM3ToolParser",
 }
 

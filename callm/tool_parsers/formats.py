@@ -180,6 +180,8 @@ class ToolCallFormat:
     # A stray `call_end`/`region_end` right after a call, and a repeated `call_start`, are
     # always dropped.
     drop_markers: tuple[str, ...] = ()
+    # The same for markup that varies (regexes): MuseGlimmer's `<|start|>assistant to=R<|message|>`.
+    drop_patterns: tuple[str, ...] = ()
 
     @property
     def call_joiner(self) -> str:
@@ -205,7 +207,7 @@ class ToolCallFormat:
     def opener_pattern(self) -> str:
         """A regex for the places this format's markup may begin."""
         alternatives = [regex.escape(self.marker)] if self.marker else []
-        alternatives += [regex.escape(m) for m in self.drop_markers]
+        alternatives += [regex.escape(m) for m in self.drop_markers] + list(self.drop_patterns)
         lookahead = f"(?=[{self.first_char_class}])"
         if self.bare == "output_start":
             alternatives.append(r"\A\s*" + lookahead)

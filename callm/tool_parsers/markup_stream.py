@@ -216,6 +216,12 @@ class MarkupStream:
                         self.pos = start + len(marker)
                         return True
                     arriving = arriving or (not self.eof and marker.startswith(avail))
+                for pattern in fmt.drop_patterns:
+                    m = _compiled(pattern).match(self.text, start, partial=not self.eof)
+                    if m is not None and not m.partial and m.end() > start:
+                        self.pos = m.end()
+                        return True
+                    arriving = arriving or (m is not None and m.partial)
             if not arriving:
                 return False
             yield

@@ -203,3 +203,20 @@ class MinimaxM3ToolParser(FormatToolParser):
 
     formats = (ToolCallFormat(NestedXml(), region_start="]<]minimax[>[<tool_call>",
                               region_end="]<]minimax[>[</tool_call>", joiner="\n"),)
+
+
+@ToolParserManager.register_module(["muse_glimmer", "muse"])
+class MuseGlimmerToolParser(FormatToolParser):
+    """MuseGlimmer (ATEM): `<|start|>assistant to=tool<|message|><atem:function_calls>
+    <atem:invoke name="f"><atem:parameter name="k">v</atem:parameter></atem:invoke>
+    </atem:function_calls><|eom|>`; message headers and ends are markup."""
+
+    formats = (ToolCallFormat(XmlParameters(name_prefix='<atem:invoke name="', name_suffix='">',
+                                            key_prefix='<atem:parameter name="', key_suffix='">',
+                                            value_suffix="</atem:parameter>",
+                                            call_suffix="</atem:invoke>", grammar_style=""),
+                              region_start="<atem:function_calls>",
+                              region_end="</atem:function_calls>", joiner="\n",
+                              drop_markers=("<|eom|>", "<|eot|>"),
+                              drop_patterns=(r"(?:<\|start\|>assistant)?[ \t]*to=[^\s<]{1,64}"
+                                             r"<\|message\|>",)),)

@@ -702,6 +702,26 @@ DOTS = common_cases(dots) + typed_cases(dots) + [
 ]
 
 
+def muse_glimmer(calls) -> str:
+    """A message to a tool carrying ATEM invokes (`<atem:...>` tags), ended by `<|eom|>`."""
+    return "<|start|>assistant to=tool.call<|message|><atem:function_calls>\n" + "".join(
+        f'<atem:invoke name="{n}">\n' + "".join(
+            f'<atem:parameter name="{k}">{text_value(v)}</atem:parameter>\n'
+            for k, v in a.items()) + "</atem:invoke>\n"
+        for n, a in calls) + "</atem:function_calls><|eom|>"
+
+
+MUSE_GLIMMER = common_cases(muse_glimmer) + typed_cases(muse_glimmer) + [
+    ("thought_and_answer_headers_are_markup",
+     " to=self<|message|>Checking.<|eom|><|start|>assistant to=user<|message|>Sunny.<|eot|>",
+     [], "Checking.Sunny."),
+    ("header_without_calls_then_call", "<|start|>assistant to=user<|message|>On it.<|eom|>"
+     + muse_glimmer(SINGLE), SINGLE, "On it."),
+    ("malformed", "<atem:function_calls>\nsearch\n</atem:function_calls>", [],
+     "<atem:function_calls>\nsearch\n</atem:function_calls>"),
+]
+
+
 def step3(calls) -> str:
     return "<｜tool_calls_begin｜>" + "".join(
         '<｜tool_call_begin｜>function<｜tool_sep｜><steptml:invoke name="' + n + '">'
@@ -831,6 +851,7 @@ FIXTURES.update({
     "minimax": MINIMAX,
     "minimax_m2": MINIMAX_M2,
     "minimax_m3": MINIMAX_M3,
+    "muse_glimmer": MUSE_GLIMMER,
     "olmo3": OLMO3,
     "openai": OPENAI,
     "phi4_mini_json": PHI4_MINI_JSON,
@@ -862,7 +883,7 @@ ALIASES = {
     "spark25": "glm45", "gpt-oss": "openai", "hunyuan": "hy_v3", "interns1": "internlm",
     "llama3": "llama3_json", "llama4_json": "llama3_json", "mimo": "qwen3_coder",
     "qwen3_xml": "qwen3_coder", "step3p5": "qwen3_coder", "minimax-m2": "minimax_m2",
-    "minimax-m3": "minimax_m3",
+    "minimax-m3": "minimax_m3", "muse": "muse_glimmer",
     "qwen": "hermes", "qwen25": "hermes", "qwen3_json": "hermes", "trinity": "hermes",
 }
 FIXTURES_BY_NAME = {**FIXTURES, **{alias: FIXTURES[name] for alias, name in ALIASES.items()}}
