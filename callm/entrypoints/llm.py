@@ -6,6 +6,7 @@ the same renderer, engine and parsers the server uses.
 """
 
 import itertools
+import os
 from collections.abc import Callable, Sequence
 
 from callm.config import EngineConfig
@@ -17,7 +18,7 @@ from callm.engine.sampling_params import SamplingParams
 class LLM:
     def __init__(self, model: str | None = None, tool_call_parser: str | None = None,
                  chat_template: str | None = None, reasoning_parser: str | None = None,
-                 **engine_args):
+                 mcp_config: "str | os.PathLike | dict | None" = None, **engine_args):
         config = EngineConfig(**({"model": model} if model else {}), chat_template=chat_template,
                               tool_call_parser=tool_call_parser, **engine_args)
         self.engine = LLMEngine(config)
@@ -38,11 +39,35 @@ class LLM:
             from callm.entrypoints.chat_utils import default_chat_template
 
             self._detect(chat_template or default_chat_template(self.tokenizer, config.model))
+        self._agents = None  # (BackgroundLoop, thread pool), made by the first run_tools
+        self.mcp = None  # MCPServers: the mcp_config servers, started and listed now
+        if mcp_config is not None:
+            from callm.agents.mcp import MCPServers
+
+            self.mcp = MCPServers(mcp_config, self._agent_runtime()[0])
 
     def shutdown(self) -> None:
-        """Stop the engine's workers (tensor-parallel processes or Ray actors); also done at
-        interpreter exit, and by `with LLM(...) as llm:`."""
+        """Stop the engine's workers (tensor-parallel processes or Ray actors) and the MCP
+        servers; also done at interpreter exit, and by `with LLM(...) as llm:`."""
+        if getattr(self, "mcp", None) is not None:
+            self.mcp.close()
+            self.mcp = None
+        if getattr(self, "_agents", None) is not None:
+            loop, pool = self._agents
+            pool.shutdown(wait=False, cancel_futures=True)
+            loop.close()
+            self._agents = None
         self.engine.shutdown()
+
+    def _agent_runtime(self):
+        """The event loop (a background thread) and thread pool that run tools."""
+        if self._agents is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            from callm.agents.tool_loop import BackgroundLoop
+
+            self._agents = (BackgroundLoop(), ThreadPoolExecutor(thread_name_prefix="callm-tool"))
+        return self._agents
 
     def __enter__(self) -> "LLM":
         return self
@@ -78,10 +103,7 @@ class LLM:
         the arguments always match the tool's JSON Schema; `strict` tools are enforced the
         same way in auto mode once the model starts a call. A thinking model thinks first:
         constraints hold from the end of its thought, `thinking_token_budget` caps it."""
-        from callm.entrypoints.chat import ChatPipeline, ChatRequestError, with_params
-        from callm.entrypoints.chat_utils import default_chat_template, function_to_tool
-        from callm.entrypoints.openai.protocol import ChatCompletionRequest
-        from callm.reasoning import ReasoningParserManager
+        from callm.entrypoints.chat_utils import function_to_tool
 
         conversations = [messages] if messages and isinstance(messages[0], dict) else messages
         per_conversation = bool(tools) and isinstance(tools[0], list | tuple)
@@ -92,6 +114,85 @@ class LLM:
         if len(choices) != len(conversations) or len(tool_lists) != len(conversations):
             raise ValueError(f"{len(tool_lists)} tool lists and {len(choices)} tool choices for "
                              f"{len(conversations)} conversations")
+        pipeline = self._chat_pipeline(tool_lists, choices, chat_template, tool_call_parser)
+        params = self._per_prompt(sampling_params, len(conversations))
+        prepared_chats, run_params = [], []
+        for conversation, choice, tool_dicts, p in zip(conversations, choices, tool_lists, params):
+            prepared, p = self._prepare_chat(
+                pipeline, conversation, tool_dicts, choice, p, parallel_tool_calls,
+                add_generation_prompt, chat_template_kwargs, thinking_token_budget)
+            prepared_chats.append(prepared)
+            run_params.append(p)
+        outputs = self._run([(c.prompt, False) for c in prepared_chats], run_params, use_tqdm)
+        for output, prepared in zip(outputs, prepared_chats):
+            if prepared.tools.parser_cls is None and pipeline.reasoning_parser_cls is None:
+                continue
+            for completion in output.outputs:
+                result = pipeline.reader(prepared).whole(completion.text,
+                                                         completion.finish_reason)
+                completion.reasoning, completion.content = result.reasoning, result.content
+                completion.tool_calls = result.tool_calls or None
+        return outputs
+
+    def run_tools(self, messages: Sequence[dict] | Sequence[Sequence[dict]],
+                  tools: Sequence[dict | Callable] = (),
+                  tool_callback: Callable[[str, dict], str] | None = None,
+                  max_tool_rounds: int = 8,
+                  sampling_params: SamplingParams | Sequence[SamplingParams] | None = None,
+                  tool_choice: str | dict | Sequence[str | dict] = "auto",
+                  chat_template: str | None = None, tool_call_parser: str | None = None,
+                  reset_tool_choice: bool = False,
+                  chat_template_kwargs: dict | None = None, parallel_tool_calls: bool = True,
+                  thinking_token_budget: int | None = None) -> "list[AgentResult]":
+        """Chat with tools that callm runs: generate, run every call the model made, give it
+        the results, and again, until it answers without calls or `max_tool_rounds` rounds of
+        tools have run. One conversation or a list of them; all run through one continuous
+        batch, and the engine keeps decoding the others while one's tools run.
+
+        `tools`: Python functions (sync, or async — awaited), run with the arguments the model
+        wrote after checking them against the signature; OpenAI tool dicts, run by
+        `tool_callback(name, arguments) -> str`; and every tool of the `mcp_config` servers.
+        A tool that raises, an unknown tool or arguments that do not fit become an error
+        message the model reads as the tool result. `tool_choice` (as in `chat`, one or one
+        per conversation) holds for every turn, so "required" or a named function keep
+        calling until the rounds run out — unless `reset_tool_choice`, which makes every turn
+        after a round of tools "auto" (force the first call, then let the model answer).
+        Returns one `AgentResult` per conversation: `.content` (the final answer),
+        `.messages` (the whole transcript), `.output`, `.rounds`, `.finish_reason`."""
+        from callm.agents.tool_loop import run_tool_loop
+        from callm.agents.tools import ToolBox
+
+        conversations = [messages] if messages and isinstance(messages[0], dict) else messages
+        toolbox = ToolBox(tools, tool_callback, self.mcp.runners() if self.mcp else None)
+        choices = (list(tool_choice) if isinstance(tool_choice, list | tuple)
+                   else [tool_choice] * len(conversations))
+        if len(choices) != len(conversations):
+            raise ValueError(f"{len(choices)} tool choices for {len(conversations)} "
+                             "conversations")
+        params = self._per_prompt(sampling_params, len(conversations))
+        if any(p.n != 1 for p in params):
+            raise ValueError("run_tools needs sampling_params with n=1")
+        later = ["auto"] if reset_tool_choice else []  # the choice after a round of tools
+        pipeline = self._chat_pipeline([toolbox.tools] * (len(choices) + len(later)),
+                                       choices + later, chat_template, tool_call_parser)
+
+        def prepare(conversation, choice, p):
+            if reset_tool_choice and conversation[-1].get("role") == "tool":
+                choice = "auto"
+            return self._prepare_chat(pipeline, conversation, toolbox.tools, choice, p,
+                                      parallel_tool_calls, True, chat_template_kwargs,
+                                      thinking_token_budget)
+
+        loop, pool = self._agent_runtime()
+        return run_tool_loop(self.engine, pipeline, conversations, toolbox, params, choices,
+                             max_tool_rounds, loop, pool, prepare)
+
+    def _chat_pipeline(self, tool_lists, choices, chat_template, tool_call_parser):
+        """The ChatPipeline for conversations with these tools and tool choices."""
+        from callm.entrypoints.chat import ChatPipeline
+        from callm.entrypoints.chat_utils import default_chat_template
+        from callm.reasoning import ReasoningParserManager
+
         template = (chat_template or self.engine.config.chat_template
                     or default_chat_template(self.tokenizer, self.engine.config.model))
         parser_cls = None
@@ -101,32 +202,28 @@ class LLM:
                 ts and c == "auto" for ts, c in zip(tool_lists, choices)))
         reasoning_cls = (ReasoningParserManager.get_reasoning_parser(self.reasoning_parser)
                          if self.reasoning_parser else None)
-        pipeline = ChatPipeline(self.tokenizer, template, parser_cls, reasoning_cls)
-        params = self._per_prompt(sampling_params, len(conversations))
-        prepared_chats, run_params = [], []
-        for conversation, choice, tool_dicts, p in zip(conversations, choices, tool_lists, params):
-            request = ChatCompletionRequest(
-                messages=list(conversation), tools=tool_dicts or None,
-                tool_choice=choice if tool_dicts else None,
-                parallel_tool_calls=parallel_tool_calls, add_generation_prompt=add_generation_prompt,
-                chat_template_kwargs=chat_template_kwargs,
-                thinking_token_budget=thinking_token_budget)
-            try:
-                prepared = pipeline.prepare(request, p.structured_outputs)
-            except ChatRequestError as e:
-                raise ValueError(str(e)) from None
-            prepared_chats.append(prepared)
-            run_params.append(with_params(p, prepared))
-        outputs = self._run([(c.prompt, False) for c in prepared_chats], run_params, use_tqdm)
-        for output, prepared in zip(outputs, prepared_chats):
-            if prepared.tools.parser_cls is None and reasoning_cls is None:
-                continue
-            for completion in output.outputs:
-                result = pipeline.reader(prepared).whole(completion.text,
-                                                         completion.finish_reason)
-                completion.reasoning, completion.content = result.reasoning, result.content
-                completion.tool_calls = result.tool_calls or None
-        return outputs
+        return ChatPipeline(self.tokenizer, template, parser_cls, reasoning_cls)
+
+    @staticmethod
+    def _prepare_chat(pipeline, conversation, tool_dicts, choice, params, parallel_tool_calls=True,
+                      add_generation_prompt=True, chat_template_kwargs=None,
+                      thinking_token_budget=None):
+        """(PreparedChat, the SamplingParams the engine runs it with); ValueError when the
+        request cannot be served."""
+        from callm.entrypoints.chat import ChatRequestError, with_params
+        from callm.entrypoints.openai.protocol import ChatCompletionRequest
+
+        request = ChatCompletionRequest(
+            messages=list(conversation), tools=tool_dicts or None,
+            tool_choice=choice if tool_dicts else None,
+            parallel_tool_calls=parallel_tool_calls, add_generation_prompt=add_generation_prompt,
+            chat_template_kwargs=chat_template_kwargs,
+            thinking_token_budget=thinking_token_budget)
+        try:
+            prepared = pipeline.prepare(request, params.structured_outputs)
+        except ChatRequestError as e:
+            raise ValueError(str(e)) from None
+        return prepared, with_params(params, prepared)
 
     def _tool_parser(self, name: str | None, template: str | None, required: bool = True):
         """The tool parser class: named, the engine's, or (None or "auto") the one that reads
