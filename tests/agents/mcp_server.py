@@ -1,10 +1,13 @@
-"""A tiny real MCP server (stdio) for the agent tests: `add`, `fail`, `crash` and `env`."""
+"""A tiny real MCP server (stdio) for the agent tests. With CALLM_TEST_SERVER=small in its
+environment it serves only `add` and `whoami` (to test name clashes and the config's `env`)."""
 
 import os
+from typing import Literal
 
 from mcp.server.mcpserver import MCPServer
 
-mcp = MCPServer("calc")
+SMALL = os.environ.get("CALLM_TEST_SERVER") == "small"
+mcp = MCPServer("small" if SMALL else "calc")
 
 
 @mcp.tool()
@@ -13,22 +16,31 @@ def add(a: int, b: int) -> str:
     return str(a + b)
 
 
-@mcp.tool()
-def fail(reason: str) -> str:
-    """Always fails."""
-    raise ValueError(f"failed because {reason}")
+if SMALL:
+    @mcp.tool()
+    def whoami() -> str:
+        """What the environment says."""
+        return os.environ["CALLM_TEST_SERVER"]
+else:
+    @mcp.tool()
+    def echo(word: Literal["hi", "bye"]) -> str:
+        """Say a word back."""
+        return f"echo {word}"
 
+    @mcp.tool()
+    def fail(reason: str) -> str:
+        """Always fails."""
+        raise ValueError(f"failed because {reason}")
 
-@mcp.tool()
-def crash() -> str:
-    """Kills this server process."""
-    os._exit(3)
+    @mcp.tool()
+    def crash() -> str:
+        """Kills this server process."""
+        os._exit(3)
 
-
-@mcp.tool()
-def pid() -> str:
-    """The server's process id."""
-    return str(os.getpid())
+    @mcp.tool()
+    def pid() -> str:
+        """The server's process id."""
+        return str(os.getpid())
 
 
 if __name__ == "__main__":
