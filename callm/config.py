@@ -9,7 +9,8 @@ from callm.model_files import DEFAULT_MODEL
 class EngineConfig:
     model: str = DEFAULT_MODEL  # alias, GGUF file or HF folder
     served_model_name: str | None = None
-    dtype: str = "bfloat16"  # "bfloat16" | "float32" ("float16" only on CUDA)
+    dtype: str = "auto"  # "auto" (measured at startup) | "bfloat16" | "float32" (f16: CUDA)
+    num_threads: int | None = None  # torch intra-op threads; default: every core
     max_model_len: int | None = None  # default: the model's context, capped at 8192
     max_num_seqs: int = 64  # most sequences in one step
     max_num_batched_tokens: int = 2048  # token budget of one step (chunked prefill beyond it)
@@ -33,4 +34,6 @@ class EngineConfig:
                              f"{self.structured_outputs_backend!r}; use xgrammar, llguidance "
                              "or outlines")
         if self.dtype not in ("bfloat16", "float32", "float16", "auto"):
-            raise ValueError(f"unsupported dtype {self.dtype!r}; use bfloat16 or float32")
+            raise ValueError(f"unsupported dtype {self.dtype!r}; use auto, bfloat16 or float32")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1, got {self.num_threads}")

@@ -6,6 +6,7 @@ every request whose tokens are all computed, detokenizes, applies stop condition
 this same core.
 """
 
+import dataclasses
 import logging
 import time
 
@@ -38,13 +39,21 @@ def eos_token_ids(tokenizer) -> frozenset[int]:
 
 class LLMEngine:
     def __init__(self, config: EngineConfig | None = None, **kwargs):
+        from callm.model_executor.dtype import resolve_dtype, set_num_threads
         from callm.model_executor.executor import make_executor
         from callm.model_executor.loader import load_config
         from callm.model_files import load_tokenizer, resolve_model
         from callm.plugins import load_general_plugins
 
         load_general_plugins()
-        self.config = config = config or EngineConfig(**kwargs)
+        config = config or EngineConfig(**kwargs)
+        threads = set_num_threads(config.num_threads)
+        choice = resolve_dtype(config.dtype)  # "auto": by CPU capability and a short probe
+        logger.info("dtype %s (%s: %s); %d threads%s", choice.dtype, config.dtype, choice.reason,
+                    threads, "" if config.num_threads else " (all cores)")
+        if choice.dtype != config.dtype:
+            config = dataclasses.replace(config, dtype=choice.dtype)
+        self.config = config
         torch.manual_seed(config.seed)
         self.model_path = resolve_model(config.model)
         self.tokenizer = load_tokenizer(config.tokenizer or config.model)

@@ -44,7 +44,8 @@ def _serve(args: argparse.Namespace) -> int:
     load_general_plugins()
     _check_tool_flags(args)
     config = EngineConfig(
-        model=args.model, dtype=args.dtype, max_model_len=args.max_model_len,
+        model=args.model, dtype=args.dtype, num_threads=args.num_threads,
+        max_model_len=args.max_model_len,
         max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
         block_size=args.block_size, kv_cache_memory=args.kv_cache_memory,
         enable_prefix_caching=args.enable_prefix_caching, seed=args.seed,
@@ -130,8 +131,11 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reasoning-parser-plugin", action="append",
                    help="a file or module registering reasoning parsers (repeatable)")
     p.add_argument("--chat-template", help="chat template file or text")
-    p.add_argument("--dtype", default="bfloat16", choices=["auto", "bfloat16", "float32",
-                                                          "float16"])
+    p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32", "float16"],
+                   help="model and KV cache dtype; auto (default): bfloat16 or float32, "
+                        "whichever this CPU runs faster (measured at startup)")
+    p.add_argument("--num-threads", type=int,
+                   help="torch threads for the model (default: every core)")
     p.add_argument("--max-model-len", type=int, help="context length (prompt + output)")
     p.add_argument("--max-num-seqs", type=int, default=64)
     p.add_argument("--max-num-batched-tokens", type=int, default=2048)

@@ -8,6 +8,7 @@
 The multi-rank executors live in `distributed_executor.py`; `make_executor` picks one.
 """
 
+import dataclasses
 import logging
 import os
 
@@ -19,8 +20,7 @@ from callm.model_executor.worker import SequenceInput, Worker, load_model
 logger = logging.getLogger(__name__)
 
 DEFAULT_KV_CAP = 2 * 2**30  # bytes: plenty for the small models this CPU serves
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "auto": torch.bfloat16,
-          "float16": torch.float16}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 BACKENDS = ("uni", "mp", "ray")
 
 
@@ -31,6 +31,10 @@ class WorkerDiedError(RuntimeError):
 def make_executor(config: EngineConfig, model_path, max_model_len: int):
     """The executor `config` asks for: `distributed_executor_backend`, or by default `uni` for
     one rank and `mp` for several."""
+    if config.dtype == "auto":  # the engine resolves it first (and logs why); direct callers
+        from callm.model_executor.dtype import resolve_dtype
+
+        config = dataclasses.replace(config, dtype=resolve_dtype("auto").dtype)
     tp = config.tensor_parallel_size
     if not isinstance(tp, int) or tp < 1:
         raise ValueError(f"tensor_parallel_size must be a positive integer, got {tp!r}")
