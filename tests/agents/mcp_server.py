@@ -1,7 +1,9 @@
 """A tiny real MCP server (stdio) for the agent tests. With CALLM_TEST_SERVER=small in its
-environment it serves only `add` and `whoami` (to test name clashes and the config's `env`)."""
+environment it serves only `add` and `whoami` (to test name clashes and the config's `env`);
+`--http PORT` serves over streamable HTTP instead of stdio."""
 
 import os
+import sys
 from typing import Literal
 
 from mcp.server.mcpserver import MCPServer
@@ -44,4 +46,7 @@ else:
 
 
 if __name__ == "__main__":
-    mcp.run("stdio")
+    if sys.argv[1:2] == ["--http"]:  # mcp_server.py --http PORT: streamable HTTP on loopback
+        mcp.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    else:
+        mcp.run("stdio")

@@ -70,6 +70,40 @@ def test_the_tool_loop_calls_mcp_tools(llm):
     assert "local" in llm.tokenizer.decode(echo.output.prompt_token_ids)  # both kinds listed
 
 
+def test_streamable_http_server():
+    import socket
+    import subprocess
+    import time
+
+    from callm.agents.mcp import MCPServers
+    from callm.agents.tool_loop import BackgroundLoop
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, SERVER, "--http", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    loop = BackgroundLoop()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.05)
+        servers = MCPServers({"mcpServers": {"web": {"url": f"http://127.0.0.1:{port}/mcp"}}},
+                             loop)
+        assert "echo" in {t["function"]["name"] for t in servers.tools()}
+        assert servers.call("add", {"a": 1, "b": 2}) == ("3", False)
+        servers.close()
+    finally:
+        loop.close()
+        server.terminate()
+        server.wait(10)
+
+
 def test_a_bad_config_is_a_clear_error(tmp_path):
     from callm.agents.mcp import load_mcp_config
 
