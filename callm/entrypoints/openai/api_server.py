@@ -1,7 +1,10 @@
-"""The OpenAI-compatible HTTP server (FastAPI + uvicorn).
+"""The HTTP server (FastAPI + uvicorn): the OpenAI-compatible API under /v1 and Ollama's native
+API under /api (`callm.entrypoints.ollama`), on one port.
 
-Every client mistake becomes OpenAI's error JSON with a 4xx status — validation errors name the
-field — so the official clients raise their usual exceptions and the server keeps serving.
+Every client mistake becomes the API's own error JSON with a 4xx status — OpenAI's
+`{"error": {"message", ...}}` under /v1 (validation errors name the field), Ollama's
+`{"error": "..."}` under /api — so the official clients raise their usual exceptions and the
+server keeps serving.
 """
 
 import hmac
@@ -17,6 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from callm import __version__
 from callm.engine.async_engine import AsyncLLMEngine, EngineDeadError
+from callm.entrypoints.chat import ChatPipeline
+from callm.entrypoints.ollama.serving import OllamaError, OllamaServing, ollama_router
 from callm.entrypoints.openai.protocol import (ChatCompletionRequest, CompletionRequest,
                                                ErrorInfo, ErrorResponse, ModelCard, ModelList)
 from callm.entrypoints.openai.serving_chat import OpenAIServingChat
@@ -29,9 +34,21 @@ MAX_BODY_BYTES = 16 * 2**20
 
 
 def error_response(status: int, message: str, param: str | None = None,
-                   type: str = "invalid_request_error", code: str | None = None) -> JSONResponse:
+                   type: str = "invalid_request_error", code: str | None = None,
+                   path: str = "") -> JSONResponse:
+    """The error body of the API `path` belongs to: Ollama's under /api, else OpenAI's."""
+    if is_ollama(path):
+        return JSONResponse({"error": message}, status_code=status)
     body = ErrorResponse(error=ErrorInfo(message=message, type=type, param=param, code=code))
     return JSONResponse(body.model_dump(), status_code=status)
+
+
+def is_ollama(path: str) -> bool:
+    return path == "/api" or path.startswith("/api/")
+
+
+# Ollama's liveness routes answer without the API key, as Ollama's own do.
+OPEN_OLLAMA_PATHS = frozenset({"/api/version"})
 
 
 class TokenizeRequest(BaseModel):
@@ -47,7 +64,8 @@ class DetokenizeRequest(BaseModel):
 
 
 class _Guard:
-    """API key on every /v1 route; refuse oversized bodies before reading them.
+    """API key on every /v1 and /api route (but Ollama's liveness ones); refuse oversized
+    bodies before reading them.
 
     A plain ASGI middleware: Starlette's `@app.middleware("http")` (BaseHTTPMiddleware) hides
     the client's disconnect from `Request.is_disconnected()`, so an abandoned non-streamed
@@ -59,16 +77,20 @@ class _Guard:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
             headers = Headers(scope=scope)
-            if self.api_key and scope["path"].startswith("/v1"):
+            path = scope["path"]
+            protected = path.startswith("/v1") or (is_ollama(path)
+                                                    and path not in OPEN_OLLAMA_PATHS)
+            if self.api_key and protected:
                 given = headers.get("authorization", "")
                 if not hmac.compare_digest(given.encode(), f"Bearer {self.api_key}".encode()):
                     response = error_response(401, "Incorrect or missing API key.",
                                               type="authentication_error",
-                                              code="invalid_api_key")
+                                              code="invalid_api_key", path=path)
                     return await response(scope, receive, send)
             length = headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-                response = error_response(413, f"Request body larger than {MAX_BODY_BYTES} bytes.")
+                response = error_response(413, f"Request body larger than {MAX_BODY_BYTES} bytes.",
+                                          path=path)
                 return await response(scope, receive, send)
             if length is None:  # chunked: count the bytes as they arrive
                 receive = _limited(receive)
@@ -96,11 +118,23 @@ def build_app(ctx: ServingContext, api_key: str | None = None) -> FastAPI:
     chat = OpenAIServingChat(ctx)
     completion = OpenAIServingCompletion(ctx)
 
+    # Ollama's routes parse calls whenever the model has a tool parser (Ollama has no
+    # --enable-auto-tool-choice), with the parsers and template the OpenAI route resolved.
+    ollama = OllamaServing(ctx, ChatPipeline(ctx.tokenizer, chat.default_template,
+                                             chat.parser_cls,
+                                             chat.pipeline.reasoning_parser_cls,
+                                             parse_auto=True))
+
     app.add_middleware(_Guard, api_key=api_key)
 
     @app.exception_handler(APIError)
-    async def api_error(_request, e: APIError):
-        return error_response(e.status, e.message, e.param, e.type, e.code)
+    async def api_error(request: Request, e: APIError):
+        return error_response(e.status, e.message, e.param, e.type, e.code,
+                              path=request.url.path)
+
+    @app.exception_handler(OllamaError)
+    async def ollama_error(_request, e: OllamaError):
+        return JSONResponse({"error": e.message}, status_code=e.status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request, e: RequestValidationError):
@@ -117,14 +151,14 @@ def build_app(ctx: ServingContext, api_key: str | None = None) -> FastAPI:
                               param=loc[0] if loc else None)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request, e: StarletteHTTPException):
+    async def http_error(request: Request, e: StarletteHTTPException):
         return error_response(e.status_code, str(e.detail),
                               type="not_found_error" if e.status_code == 404 else
-                              "invalid_request_error")
+                              "invalid_request_error", path=request.url.path)
 
     @app.exception_handler(EngineDeadError)
-    async def engine_dead(_request, e: EngineDeadError):
-        return error_response(503, str(e), type="server_error")
+    async def engine_dead(request: Request, e: EngineDeadError):
+        return error_response(503, str(e), type="server_error", path=request.url.path)
 
     @app.get("/health")
     async def health():
@@ -188,6 +222,8 @@ def build_app(ctx: ServingContext, api_key: str | None = None) -> FastAPI:
     @app.get("/metrics")
     async def metrics():
         return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    app.include_router(ollama_router(ollama))
 
     return app
 
