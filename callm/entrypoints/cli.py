@@ -59,8 +59,9 @@ def _serve(args: argparse.Namespace) -> int:
         ctx = build_context(engine, args.served_model_name, args.enable_auto_tool_choice,
                             args.tool_call_parser, args.chat_template, args.reasoning_parser)
         app = build_app(ctx, api_key=args.api_key)  # resolves --tool-call-parser auto
-        logging.getLogger(__name__).info("serving %s on http://%s:%d/v1", ctx.model_names[0],
-                                         args.host, args.port)
+        logging.getLogger(__name__).info(
+            "serving %s on http://%s:%d (OpenAI API under /v1, Ollama's under /api)",
+            ctx.model_names[0], args.host, args.port)
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.uvicorn_log_level)
     finally:
         engine.shutdown()
@@ -115,7 +116,8 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--served-model-name", nargs="+", help="name(s) clients use for the model")
-    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 routes")
+    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 and /api routes "
+                                     "(not on Ollama's liveness routes / and /api/version)")
     p.add_argument("--enable-auto-tool-choice", action="store_true",
                    help="parse tool calls from model output when tool_choice is auto (with "
                         "the --tool-call-parser, detected when not named)")
@@ -158,7 +160,8 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callm", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the OpenAI-compatible server")
+    serve = commands.add_parser("serve", help="run the server: the OpenAI API under /v1, "
+                                              "Ollama's under /api")
     _add_serve_args(serve)
     serve.set_defaults(run=_serve)
     models = commands.add_parser("models", help="list model aliases and whether they are installed")

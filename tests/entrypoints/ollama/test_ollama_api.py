@@ -10,7 +10,7 @@ import httpx
 import ollama
 import pytest
 
-from conftest import API_KEY, MODEL
+from conftest import API_KEY, MODEL, helpers
 
 from callm.entrypoints import chat as chat_module
 
@@ -322,3 +322,21 @@ def test_api_key(auth_server):
     assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
     assert httpx.get(f"{url}/v1/models",
                      headers={"Authorization": f"Bearer {API_KEY}"}).status_code == 200
+
+
+def test_callm_serve_answers_both_apis(tiny_llama_dir):
+    """`callm serve` (what `make run` runs) answers Ollama's API and OpenAI's on one port,
+    both behind --api-key."""
+    import openai
+
+    flags = ("--dtype", "float32", "--kv-cache-memory", "32M", "--max-model-len", "512",
+             "--served-model-name", MODEL, "--tool-call-parser", "hermes", "--api-key", API_KEY)
+    with helpers.cli_server(str(tiny_llama_dir), *flags) as url:
+        assert httpx.get(f"{url}/").text == "Ollama is running"
+        client = ollama.Client(host=url, headers={"Authorization": f"Bearer {API_KEY}"})
+        assert client.chat(MODEL, messages=HELLO, options={"num_predict": 3}).eval_count == 3
+        assert client.show(MODEL).capabilities == ["completion", "tools"]
+        with pytest.raises(ollama.ResponseError):
+            ollama.Client(host=url).list()
+        models = openai.OpenAI(base_url=f"{url}/v1", api_key=API_KEY).models.list()
+        assert [m.id for m in models.data] == [MODEL]
