@@ -37,13 +37,13 @@ async def get_local_time(city: str) -> str:
 
 
 def main(model: str = "smollm2-135m-instruct", mcp_config: str | None = None,
-         **llm_args) -> list:
+         max_tokens: int = 64, **llm_args) -> list:
     llm = LLM(model, mcp_config=mcp_config, **{"max_model_len": 2048, **llm_args})
     conversations = [[{"role": "user", "content": "What's the weather like in Boston today?"}],
                      [{"role": "user", "content": "What time is it in Tokyo?"}]]
     # A small model rarely calls tools unasked: force a call in the first turn, then let it answer.
     results = llm.run_tools(conversations, tools=[get_current_weather, get_local_time],
-                            sampling_params=SamplingParams(temperature=0, max_tokens=64),
+                            sampling_params=SamplingParams(temperature=0, max_tokens=max_tokens),
                             tool_choice="required", reset_tool_choice=True, max_tool_rounds=3)
     for result in results:
         print(f"--- {result.finish_reason} after {result.rounds} round(s) of tools")

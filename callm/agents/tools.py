@@ -81,8 +81,11 @@ class ToolBox:
                 self.tools.append(t)
             else:
                 raise ValueError(f"a tool must be a function or an OpenAI tool dict, got {t!r}")
+        # a function or tool dict of the caller's hides an MCP tool of the same name
         own = {t["function"]["name"] for t in self.tools}
-        self.tools += [tool for name, (tool, _) in self.extra.items() if name not in own]
+        self.dict_names = own - set(self.functions)
+        self.extra = {name: runner for name, runner in self.extra.items() if name not in own}
+        self.tools += [tool for tool, _ in self.extra.values()]
         names = [t["function"]["name"] for t in self.tools]
         if dup := sorted({n for n in names if names.count(n) > 1}):
             raise ValueError(f"two tools are named {', '.join(dup)}")
@@ -116,13 +119,15 @@ class ToolBox:
             elif name in self.extra:
                 text, is_error = await self.extra[name][1](args)
                 return ToolResult(call_id, name, text, is_error)
-            elif self.callback is not None:
+            elif self.callback is not None:  # the caller's tool dicts, and any other name
                 if inspect.iscoroutinefunction(self.callback):
                     value = await self.callback(name, args)
                 else:
                     value = await loop.run_in_executor(pool, self.callback, name, args)
                     if inspect.isawaitable(value):
                         value = await value
+            elif name in self.dict_names:
+                return error(f"{name} cannot run here: no tool_callback was given")
             else:
                 known = ", ".join(sorted(self.functions) + sorted(self.extra)) or "none"
                 return error(f"there is no tool named {name!r} (tools: {known})")

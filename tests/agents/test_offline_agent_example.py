@@ -26,8 +26,8 @@ def check(results):
 
 
 def test_offline_agent_example_tiny(tiny_llama_dir, capsys):
-    check(load().main(str(tiny_llama_dir), dtype="float32", max_model_len=1024,
-                      kv_cache_memory=32 * 2**20))
+    check(load().main(str(tiny_llama_dir), max_tokens=32, dtype="float32",
+                      max_model_len=1024, kv_cache_memory=32 * 2**20))
     assert "round(s) of tools" in capsys.readouterr().out
 
 
