@@ -149,11 +149,28 @@ def test_bad_arguments_unknown_tools_and_callbacks_without_a_model():
     assert run("pick", '["red"]').is_error
     assert run("mystery", '{"x": 1}').content == '{"ok": true}'
     assert seen == [("mystery", {"x": 1})]
-    no_callback = ToolBox([pick])
+    no_callback = ToolBox([pick, MYSTERY])
+    assert "no tool_callback" in asyncio.run(no_callback.run("id3", "mystery", "{}")).content
     result = asyncio.run(no_callback.run("id2", "nope", "{}"))
     assert result.is_error and "no tool named 'nope'" in result.content
     assert result.message() == {"role": "tool", "tool_call_id": "id2", "name": "nope",
                                 "content": result.content}
+
+
+def test_own_tools_hide_mcp_tools_of_the_same_name():
+    from callm.agents.tools import ToolBox
+
+    async def remote(arguments):
+        return "remote", False
+
+    extra = {"pick": ({"type": "function", "function": {"name": "pick"}}, remote),
+             "other": ({"type": "function", "function": {"name": "other"}}, remote)}
+    box = ToolBox([pick], extra=extra)
+    assert [t["function"]["name"] for t in box.tools] == ["pick", "other"]
+    assert asyncio.run(box.run("a", "pick", '{"color": "red"}')).content == "picked red"
+    assert asyncio.run(box.run("b", "other", "{}")).content == "remote"
+    with pytest.raises(ValueError, match="named pick"):
+        ToolBox([pick, {"type": "function", "function": {"name": "pick"}}])
 
 
 def test_tool_callback_and_async_tools(llm):
