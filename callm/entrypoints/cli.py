@@ -57,7 +57,8 @@ def _serve(args: argparse.Namespace) -> int:
     engine = AsyncLLMEngine(LLMEngine(config))
     try:
         ctx = build_context(engine, args.served_model_name, args.enable_auto_tool_choice,
-                            args.tool_call_parser, args.chat_template, args.reasoning_parser)
+                            args.tool_call_parser, args.chat_template, args.reasoning_parser,
+                            mcp_config=args.mcp_config)
         app = build_app(ctx, api_key=args.api_key)  # resolves --tool-call-parser auto
         logging.getLogger(__name__).info(
             "serving %s on http://%s:%d (OpenAI API under /v1, Ollama's under /api)",
@@ -124,6 +125,9 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tool-call-parser",
                    help="tool-call format of the model, e.g. hermes; 'auto' (the default) "
                         "detects it from the chat template")
+    p.add_argument("--mcp-config",
+                   help='an {"mcpServers": {...}} file: its servers\' tools serve requests with '
+                        '{"type": "mcp", "server_label": NAME} tools, called by the server')
     p.add_argument("--tool-parser-plugin", action="append",
                    help="a file or module registering tool parsers (repeatable)")
     p.add_argument("--reasoning-parser",

@@ -39,6 +39,20 @@ else:
         """Kills this server process."""
         os._exit(3)
 
+    tally_count = 0
+
+    @mcp.tool()
+    def tally(word: Literal["a", "b"]) -> str:
+        """Counts its calls."""
+        global tally_count
+        tally_count += 1
+        return f"tally {tally_count}"
+
+    @mcp.tool()
+    def tallies() -> str:
+        """How many times tally ran."""
+        return str(tally_count)
+
     @mcp.tool()
     def pid() -> str:
         """The server's process id."""

@@ -32,7 +32,8 @@ def llm(tiny_llama_dir, config):
 def test_tools_are_listed_from_the_server_processes(llm):
     tools = {t["function"]["name"]: t["function"] for t in llm.mcp.tools()}
     # a name two servers share is prefixed with the server's name; the rest keep their own
-    assert set(tools) == {"calc__add", "small__add", "echo", "fail", "crash", "pid", "whoami"}
+    assert set(tools) == {"calc__add", "small__add", "echo", "fail", "crash", "pid", "whoami",
+                          "tally", "tallies"}
     assert tools["echo"]["parameters"]["properties"]["word"]["enum"] == ["hi", "bye"]
     assert tools["calc__add"]["description"] == "Add two integers."
 

@@ -231,7 +231,8 @@ def build_app(ctx: ServingContext, api_key: str | None = None) -> FastAPI:
 def build_context(engine: AsyncLLMEngine, served_model_name: list[str] | None,
                   enable_auto_tool_choice: bool, tool_call_parser: str | None,
                   chat_template: str | None,
-                  reasoning_parser: str | None = None) -> ServingContext:
+                  reasoning_parser: str | None = None,
+                  mcp_config: str | None = None) -> ServingContext:
     from callm.entrypoints.chat_utils import load_chat_template
     from callm.metrics import Metrics
 
@@ -242,4 +243,14 @@ def build_context(engine: AsyncLLMEngine, served_model_name: list[str] | None,
         metrics=Metrics(core, names[0]),
         chat_template=load_chat_template(chat_template) if chat_template else None,
         enable_auto_tool_choice=enable_auto_tool_choice, tool_parser_name=tool_call_parser,
-        reasoning_parser_name=reasoning_parser)
+        reasoning_parser_name=reasoning_parser, mcp=_mcp_servers(mcp_config))
+
+
+def _mcp_servers(mcp_config: str | None):
+    """The --mcp-config servers, started and listed (None without a config)."""
+    if mcp_config is None:
+        return None
+    from callm.agents.mcp import MCPServers
+    from callm.agents.tool_loop import BackgroundLoop
+
+    return MCPServers(mcp_config, BackgroundLoop("callm-mcp"))

@@ -191,6 +191,17 @@ class ChatCompletionToolsParam(BaseModel):
     function: FunctionDefinition
 
 
+class McpToolParam(BaseModel):
+    """`{"type": "mcp", "server_label": NAME}`: every tool of the MCP server NAME of the
+    server's `--mcp-config` (or only `allowed_tools`), called by the server itself: the
+    response is the model's answer after the calls' results (non-streamed requests only)."""
+    type: Literal["mcp"]
+    server_label: str
+    allowed_tools: list[str] | None = None
+    server_url: str | None = None        # accepted; servers come from --mcp-config only
+    require_approval: Any = None         # accepted, unused: the server never asks
+
+
 class ChatCompletionNamedFunction(BaseModel):
     name: str
 
@@ -290,7 +301,7 @@ class ChatCompletionRequest(_SamplingRequest):
     """Body of ``POST /v1/chat/completions``. After validation ``tool_choice`` is never None:
     it defaults to "auto" when tools are given and "none" otherwise."""
     messages: list[ChatMessageParam] = Field(min_length=1)
-    tools: list[ChatCompletionToolsParam] | None = None
+    tools: list[ChatCompletionToolsParam | McpToolParam] | None = None
     tool_choice: ToolChoice | None = Field(default=None, validate_default=True)
     parallel_tool_calls: bool = True
     max_tokens: int | None = Field(default=None, ge=1)  # deprecated by OpenAI, still common
@@ -321,7 +332,10 @@ class ChatCompletionRequest(_SamplingRequest):
     def _resolve_tool_choice(cls, choice: ToolChoice | None, info: ValidationInfo):
         if "tools" not in info.data:  # tools itself failed validation; that error is enough
             return choice
-        names = [t.function.name for t in info.data["tools"] or []]
+        tools = info.data["tools"] or []
+        if any(t.type == "mcp" for t in tools):  # its functions are known once listed
+            return "auto" if choice is None else choice
+        names = [t.function.name for t in tools]
         if choice is None or (choice == "auto" and not names):
             return "auto" if names else "none"  # no tools: nothing to call, say so plainly
         if choice == "none":
@@ -356,7 +370,7 @@ class ChatCompletionRequest(_SamplingRequest):
         return self.max_tokens
 
     def tool_names(self) -> list[str]:
-        return [t.function.name for t in self.tools or []]
+        return [t.function.name for t in self.tools or [] if t.type == "function"]
 
 
 class CompletionRequest(_SamplingRequest):

@@ -45,6 +45,10 @@ class OpenAIServingChat:
                      is_disconnected: Callable[[], Awaitable[bool]]):
         """A ChatCompletionResponse, or an async iterator of SSE lines when streaming."""
         ctx = self.ctx
+        if request.tools and any(t.type == "mcp" for t in request.tools):  # run server-side
+            from callm.agents.server_loop import create_with_mcp
+
+            return await create_with_mcp(self, request, is_disconnected)
         model = ctx.check_model(request.model)
         try:
             prepared = self.pipeline.prepare(request, structured_outputs_params(request))

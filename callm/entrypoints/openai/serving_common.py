@@ -4,6 +4,7 @@ model's facts, and per-request timing for metrics."""
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -39,6 +40,7 @@ class ServingContext:
     # the parser detected from the chat template (None when none is detected and none needed).
     tool_parser_name: str | None = None
     reasoning_parser_name: str | None = None
+    mcp: Any = None  # callm.agents.mcp.MCPServers of --mcp-config: `{"type": "mcp"}` tools
 
     @property
     def tokenizer(self):
