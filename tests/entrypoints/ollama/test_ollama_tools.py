@@ -134,6 +134,10 @@ def test_agent_loop_example_with_add_and_multiply(xlam_server, capsys):
     roles = [(m["role"], m.get("tool_name")) for m in seen[2]]
     assert roles == [("user", None), ("assistant", None), ("tool", "add_two_numbers"),
                      ("assistant", None), ("tool", "multiply_two_numbers")]
+    # and main() as a user runs it (the random model answers in text at once)
+    example.main(xlam_server.url, MODEL, "What is three plus one, times two?")
+    out = capsys.readouterr().out
+    assert "streamed:" in out and "answer:" in out
 
 
 def test_streamed_calls_equal_whole(xlam_server):
