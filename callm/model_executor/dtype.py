@@ -3,8 +3,8 @@
 CPUs differ: with AVX512-BF16 / AMX a bf16 GEMM is several times faster than fp32; on an
 AVX2-only CPU bf16 is emulated and a bf16 GEMM is ~5x *slower*. CPU flags alone are not proof, so
 `auto` also times a bf16 and an fp32 matmul of the shapes a small model's linears have (one
-token of decode, a chunk of prefill) on the configured threads — a probe of a few tens of
-milliseconds — and keeps bf16 only when it is faster at both. Ties go to float32 (exact).
+token of decode streaming its weights from memory, a chunk of prefill) on the configured threads
+— a probe of a few hundred milliseconds at most — and keeps bf16 only when it is faster at both. Ties go to float32 (exact).
 Never float16 on CPU. On CUDA, `auto` is bfloat16.
 """
 
@@ -23,10 +23,10 @@ BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 # bf16 must beat fp32 by this much (geometric mean of decode and prefill speedups) to be worth
 # its lost precision
 MIN_BF16_GAIN = 1.2
-# probe shapes: [M, K] @ [K, N]; K x N is the size of a 0.1-0.5B model's MLP projection
-PROBE_K, PROBE_N = 1024, 2816
-PROBE_DECODE_M, PROBE_PREFILL_M = 1, 64
-
+# probe shapes, [M, K] @ [K, N]: decode streams a weight bigger than any last-level cache from
+# memory, as a decode step streams the model's weights; prefill is compute-bound
+PROBE_SHAPES = {"decode": (1, 2048, 16384), "prefill": (128, 1024, 2816)}
+PROBE_BUDGET_S = 0.08  # per shape: repetitions until this much time is spent (at least 2)
 
 @dataclass
 class DtypeChoice:
@@ -70,26 +70,30 @@ def cpu_capability() -> str:
         return "unknown"
 
 
-def _time_matmul(m: int, dtype: torch.dtype, reps: int) -> float:
-    """Best of `reps` timings of one [m, K] @ [K, N] product (after a warm-up)."""
-    gen = torch.Generator().manual_seed(0)
-    a = torch.randn(m, PROBE_K, generator=gen).to(dtype)
-    w = torch.randn(PROBE_N, PROBE_K, generator=gen).to(dtype)
-    torch.nn.functional.linear(a, w)
-    best = math.inf
-    for _ in range(reps):
-        start = time.perf_counter()
-        torch.nn.functional.linear(a, w)
-        best = min(best, time.perf_counter() - start)
-    return best
+def _time_pair(m: int, k: int, n: int, reps: int) -> tuple[float, float]:
+    """Best timings of one [m, k] @ [k, n] product in float32 and in bfloat16, alternated so
+    both see the same machine load (the best of several drops a descheduled repetition)."""
+    weights = {dt: torch.full((n, k), 0.01, dtype=dt) for dt in (torch.float32, torch.bfloat16)}
+    inputs = {dt: torch.full((m, k), 0.5, dtype=dt) for dt in weights}
+    best = {dt: math.inf for dt in weights}
+    spent, done = 0.0, 0
+    while done < reps or (spent < PROBE_BUDGET_S and done < 4 * reps):
+        for dt in weights:
+            start = time.perf_counter()
+            torch.nn.functional.linear(inputs[dt], weights[dt])
+            elapsed = time.perf_counter() - start
+            spent += elapsed
+            if done:  # the first round warms up
+                best[dt] = min(best[dt], elapsed)
+        done += 1
+    return best[torch.float32], best[torch.bfloat16]
 
 
 def probe_cpu(reps: int = 3) -> dict[str, tuple[float, float]]:
     """Seconds of one matmul, (float32, bfloat16), for a decode-shaped and a prefill-shaped
     product, on the current torch thread count."""
     with torch.inference_mode():
-        return {name: (_time_matmul(m, torch.float32, reps), _time_matmul(m, torch.bfloat16, reps))
-                for name, m in (("decode", PROBE_DECODE_M), ("prefill", PROBE_PREFILL_M))}
+        return {name: _time_pair(*shape, reps) for name, shape in PROBE_SHAPES.items()}
 
 
 def decide(capability: str, flags: set[str],
