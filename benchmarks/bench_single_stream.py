@@ -2,7 +2,7 @@
 
 For each dtype (default: auto, bfloat16 and float32, in the same run):
 - decode: 128 new tokens after a short chat prompt -> decode tokens/s;
-- prefill: a ~700-token prompt carrying tool definitions -> TTFT and prefill tokens/s;
+- prefill: a ~650-token prompt carrying four tool definitions -> TTFT and prefill tokens/s;
 - per-step overhead: a decode step's wall time minus its forward pass (scheduler, metadata,
   sampler, detokenizer, outputs), median over the decode steps.
 With `--async`, the decode also runs through AsyncLLMEngine (the server's path: engine thread,
@@ -58,14 +58,6 @@ TOOLS = [
     _tool("convert_currency", "Convert an amount between two currencies at today's rate.", {
         "amount": {"type": "number"}, "from_currency": {"type": "string"},
         "to_currency": {"type": "string"}}),
-    _tool("send_email", "Send an email on the user's behalf after they confirmed it.", {
-        "to": {"type": "array", "items": {"type": "string"}}, "subject": {"type": "string"},
-        "body": {"type": "string"}, "cc": {"type": "array", "items": {"type": "string"}}}),
-    _tool("create_calendar_event", "Create an event in the user's calendar.", {
-        "title": {"type": "string"}, "start": {"type": "string", "description": "ISO 8601"},
-        "end": {"type": "string", "description": "ISO 8601"},
-        "attendees": {"type": "array", "items": {"type": "string"}},
-        "location": {"type": "string"}}),
 ]
 LONG = [{"role": "system", "content": "You are a travel and productivity assistant. Use the "
                                       "tools when they help; ask before sending anything."},
