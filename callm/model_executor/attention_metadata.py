@@ -9,7 +9,7 @@ and token `i` of the batch writes its key/value to flat slot `slot_mapping[i]`
 (= block * block_size + offset).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import torch
@@ -23,6 +23,9 @@ class AttentionMetadata:
     block_tables: torch.Tensor  # [num_seqs, max_blocks_per_seq] int32, unused entries 0
     max_query_len: int
     max_seq_len: int
+    # what an attention backend derives from this metadata once per step rather than once per
+    # layer (the same for all layers): keyed by the backend
+    step_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def num_seqs(self) -> int:

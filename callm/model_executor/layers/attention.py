@@ -11,6 +11,7 @@ query token causally over its sequence's context, read through the block table.
 - `triton` (CUDA default): the kernels in `callm.model_executor.kernels.paged_attention`.
 """
 
+from dataclasses import dataclass
 from functools import cache
 
 import torch
@@ -36,21 +37,24 @@ class TorchAttentionBackend:
                  key_cache: torch.Tensor, value_cache: torch.Tensor, meta: AttentionMetadata,
                  scale: float) -> torch.Tensor:
         kv_heads, _, block_size, head_dim = key_cache.shape
-        blocks, offsets = meta.slot_mapping // block_size, meta.slot_mapping % block_size
+        step = _step_inputs(meta, block_size, kv_heads, key_cache.dtype)
         k, v = k.to(key_cache.dtype), v.to(value_cache.dtype)
-        key_cache[:, blocks, offsets] = k.transpose(0, 1)
-        value_cache[:, blocks, offsets] = v.transpose(0, 1)
+        key_cache[:, step.blocks, step.offsets] = k.transpose(0, 1)
+        value_cache[:, step.blocks, step.offsets] = v.transpose(0, 1)
         q = q.to(key_cache.dtype).view(q.shape[0], kv_heads, -1, head_dim)  # [T, kvh, group, D]
-        out = torch.empty(q.shape, dtype=torch.float32)
-        lse = torch.empty(q.shape[:3], dtype=torch.float32)
         plan = meta.plan
-        shared_blocks = plan.shared_blocks(block_size)
+        shared_blocks = step.shared_blocks
         shared = shared_blocks * block_size
-        if plan.decode_seqs.numel():
-            seqs, tokens = plan.decode_seqs, plan.decode_tokens
-            tables = meta.block_tables[seqs, shared_blocks:]
+        if step.all_decode:  # a batch of decodes only: no scatter into the batch
+            out, lse = _attend_decodes(q, key_cache, value_cache, step.decode_tables,
+                                       step.decode_mask, scale)
+        else:
+            out = torch.empty(q.shape, dtype=torch.float32)
+            lse = torch.empty(q.shape[:3], dtype=torch.float32)
+        if step.decode_tables is not None and not step.all_decode:
+            tokens = plan.decode_tokens
             out[tokens], lse[tokens] = _attend_decodes(
-                q[tokens], key_cache, value_cache, tables, meta.seq_lens[seqs] - shared, scale)
+                q[tokens], key_cache, value_cache, step.decode_tables, step.decode_mask, scale)
         for s, start, end, context in plan.prefills:
             if context - shared == end - start:  # its own context is just this chunk
                 keys, values = k[start:end].transpose(0, 1), v[start:end].transpose(0, 1)
@@ -63,7 +67,7 @@ class TorchAttentionBackend:
             table = meta.block_tables[:1, :shared_blocks]
             out = _add_shared_prefix(q, out, lse, _gather(key_cache, table)[:, 0],
                                      _gather(value_cache, table)[:, 0], scale)
-        return out.view(q.shape[0], -1, head_dim)
+        return out.reshape(q.shape[0], -1, head_dim)
 
 
 def _flash(q, k, v, mask, scale):
@@ -83,20 +87,53 @@ def _gather(cache: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
     return picked.view(kv_heads, rows, num_blocks * block_size, head_dim)
 
 
-def _attend_decodes(q, key_cache, value_cache, tables, lens, scale):
-    """One query token per sequence, q [B, kvh, group, D], over each one's `lens` tokens read
-    through `tables`, padded to the longest and masked. -> out [B, kvh, group, D], lse."""
+@dataclass
+class _StepInputs:
+    """Per-step (not per-layer) inputs of the torch backend, built by the first layer."""
+
+    blocks: torch.Tensor  # KV block of each new token
+    offsets: torch.Tensor  # its offset in the block
+    shared_blocks: int
+    decode_tables: torch.Tensor | None  # [B, blocks] after the shared prefix, trimmed
+    decode_mask: torch.Tensor | None  # [kvh * B, 1, 1, length] additive
+    all_decode: bool  # every token of the batch is a decode, in order
+
+
+def _step_inputs(meta: AttentionMetadata, block_size: int, kv_heads: int,
+                 dtype: torch.dtype) -> _StepInputs:
+    key = ("torch", block_size, kv_heads, dtype)
+    step = meta.step_cache.get(key)
+    if step is not None:
+        return step
+    plan = meta.plan
+    shared_blocks = plan.shared_blocks(block_size)
+    tables = mask = None
+    batch = plan.decode_seqs.numel()
+    if batch:
+        seqs = plan.decode_seqs
+        lens = meta.seq_lens[seqs] - shared_blocks * block_size
+        tables = meta.block_tables[seqs, shared_blocks:]
+        tables = tables[:, :-(-int(lens.max()) // block_size)]
+        length = tables.shape[1] * block_size
+        mask = torch.zeros(batch, length, dtype=dtype)
+        mask.masked_fill_(torch.arange(length) >= lens.unsqueeze(1), float("-inf"))
+        mask = mask.repeat(kv_heads, 1).view(kv_heads * batch, 1, 1, length)
+    step = _StepInputs(meta.slot_mapping // block_size, meta.slot_mapping % block_size,
+                       shared_blocks, tables, mask,
+                       batch == meta.slot_mapping.numel() and not plan.prefills)
+    meta.step_cache[key] = step
+    return step
+
+
+def _attend_decodes(q, key_cache, value_cache, tables, mask, scale):
+    """One query token per sequence, q [B, kvh, group, D], over the blocks in `tables`, padded
+    to the longest and masked by `mask` (`_step_inputs`). -> out [B, kvh, group, D], lse."""
     batch, kv_heads, group, head_dim = q.shape
-    block_size = key_cache.shape[2]
-    tables = tables[:, :-(-int(lens.max()) // block_size)]
     keys, values = _gather(key_cache, tables), _gather(value_cache, tables)
     length = keys.shape[2]
-    mask = torch.zeros(batch, length, dtype=q.dtype)
-    mask.masked_fill_(torch.arange(length) >= lens.unsqueeze(1), float("-inf"))
     out, lse = _flash(q.transpose(0, 1).reshape(kv_heads * batch, 1, group, head_dim),
                       keys.view(kv_heads * batch, 1, length, head_dim),
-                      values.view(kv_heads * batch, 1, length, head_dim),
-                      mask.repeat(kv_heads, 1).view(kv_heads * batch, 1, 1, length), scale)
+                      values.view(kv_heads * batch, 1, length, head_dim), mask, scale)
     return (out.view(kv_heads, batch, group, head_dim).transpose(0, 1),
             lse.view(kv_heads, batch, group).transpose(0, 1))
 
