@@ -84,6 +84,8 @@ class XmlParameters:
     attributes_end: str = ""
     value_suffix: str = "</parameter>"
     call_suffix: str = "</function>"
+    # Tags some models put around all parameters, read and dropped (MiniCPM5's <arguments>).
+    optional_wrapper: tuple[str, str] = ("", "")
     # Layout a grammar writes: between name and first parameter, around values, between
     # parameters. Parsing accepts any whitespace between tags.
     padding: str = "\n"

@@ -60,6 +60,7 @@ _DSL_KEY = regex.compile(r"[^\s:{}\[\],<>]+")
 _DSL_SCALAR = regex.compile(r"[^,}\]<]+")
 _NOT_STRING_ATTRIBUTE = regex.compile(r'string="false"|type="(?!string")[^"]*"')
 _ANY_JSON = {"type": ["null", "boolean", "number", "object", "array"]}
+_KEY_VALUE_LAYOUT = regex.compile(r"(?:\s|\\n)+")
 _NESTED_KEY = regex.compile(r"[^<>/\s]+")
 _HARMONY_HEADER = regex.compile(
     r"(?:<\|start\|>)?((?:assistant|<\|channel\|>|\s*to=)"
@@ -539,9 +540,13 @@ class MarkupStream:
         key_pattern = _xml_key_pattern(enc.key_suffix)
         self._emit_arguments("{")
         separator = ""
+        wrapper_open, wrapper_close = enc.optional_wrapper
         try:
             while True:
                 yield from self._skip_ws()
+                if wrapper_open and ((yield from self._literal(wrapper_open))
+                                     or (yield from self._literal(wrapper_close))):
+                    continue
                 if enc.call_suffix and (yield from self._literal(enc.call_suffix)):
                     break
                 if not (yield from self._literal(enc.key_prefix)):
@@ -549,8 +554,8 @@ class MarkupStream:
                 key = (yield from self._match(key_pattern)).group().strip()
                 yield from self._expect(enc.key_suffix)
                 attributes = yield from self._xml_attributes(enc)
-                if enc.value_prefix:
-                    yield from self._skip_ws()
+                if enc.value_prefix:  # layout before it, even a written-out "\n" (GLM-4.7)
+                    yield from self._optional(_KEY_VALUE_LAYOUT)
                     yield from self._expect(enc.value_prefix)
                 schema = properties.get(key)
                 if _NOT_STRING_ATTRIBUTE.search(attributes):

@@ -159,6 +159,7 @@ class MiniCPM5ToolParser(FormatToolParser):
     formats = (ToolCallFormat(XmlParameters(name_prefix="", name_suffix='">',
                                             key_prefix='<param name="', key_suffix='">',
                                             value_suffix="</param>", call_suffix="</function>",
+                                            optional_wrapper=("<arguments>", "</arguments>"),
                                             grammar_style=""),
                               call_start='<function name="', joiner="\n"),)
 

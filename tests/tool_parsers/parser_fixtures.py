@@ -867,10 +867,6 @@ FIXTURES.update({
 XFAIL = {
     ("lfm2", "echoed_body"): "LFM2 echoes the call after <|tool_call_end|> up to a second, orphan "
     "end marker; dropping the echo needs content held back until that marker (not supported)",
-    ("minicpm5", "arguments_wrapper"): "MiniCPM5 params inside <arguments>…</arguments> are not "
-    "read: the call gets {} and the rest leaks as content",
-    ("glm45", "escaped_newline_between_key_and_value"): "GLM-4.7 writes a literal backslash-n "
-    "between </arg_key> and <arg_value>; the call gets {} and the rest leaks as content",
     ("glm45", "broken_after_name"): "after a committed call's body breaks, its remaining markup "
     "(up to </tool_call>) becomes content",
 }
