@@ -3,12 +3,12 @@ and check that the reassembled stream equals the non-streaming result, in OpenAI
 
 import dataclasses
 import json
-import random
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from callm.entrypoints.openai.protocol import DeltaMessage
+from chunkings import chunkings, marker_chunkings
 
 
 @dataclass
@@ -27,23 +27,6 @@ def _json_or_text(text: str):
         return json.loads(text)
     except ValueError:
         return text
-
-
-def chunkings(text: str, seed: int = 0, random_runs: int = 5, all_splits: bool = True):
-    """1 char at a time, every split into 2, seeded random sizes, and whole."""
-    yield [text[i:i + 1] for i in range(len(text))]
-    if all_splits:
-        for i in range(1, len(text)):
-            yield [text[:i], text[i:]]
-    rng = random.Random(seed)
-    for _ in range(random_runs):
-        chunks, i = [], 0
-        while i < len(text):
-            n = rng.randint(1, 12)
-            chunks.append(text[i:i + n])
-            i += n
-        yield chunks
-    yield [text]
 
 
 def format_markers(parser_cls, split: bool = True) -> list[str]:
@@ -78,28 +61,6 @@ def _special_token_parts(marker: str) -> list[str]:
     if not tokens or tokens == [marker]:
         return [marker]
     return tokens + [t.strip() for t in _SPECIAL_TOKEN.split(marker) if t.strip()]
-
-
-def marker_chunkings(text: str, markers: Iterable[str]):
-    """Cut at every marker boundary, so each marker arrives as one delta, as when the tokenizer
-    has it as a single token: the text between markers whole, then one character at a time."""
-    markers = sorted({m for m in markers if m}, key=len, reverse=True)
-    pieces, i, plain = [], 0, ""
-    while i < len(text):
-        marker = next((m for m in markers if text.startswith(m, i)), None)
-        if marker is None:
-            plain += text[i]
-            i += 1
-            continue
-        pieces.append((plain, False))
-        pieces.append((marker, True))
-        plain, i = "", i + len(marker)
-    pieces.append((plain, False))
-    pieces = [(p, is_marker) for p, is_marker in pieces if p]
-    if not any(is_marker for _, is_marker in pieces):
-        return
-    yield [p for p, _ in pieces]
-    yield [c for p, is_marker in pieces for c in ([p] if is_marker else p)]
 
 
 def parse_whole(parser_cls, output: str, request) -> Parsed:
