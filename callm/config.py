@@ -10,6 +10,7 @@ class EngineConfig:
     model: str = DEFAULT_MODEL  # alias, GGUF file or HF folder
     served_model_name: str | None = None
     dtype: str = "auto"  # "auto" (measured at startup) | "bfloat16" | "float32" (f16: CUDA)
+    quantization: str = "auto"  # "auto" (a quantized GGUF's precision class) | none | int8 | int4
     num_threads: int | None = None  # torch intra-op threads; default: every core
     max_model_len: int | None = None  # default: the model's context, capped at 8192
     max_num_seqs: int = 64  # most sequences in one step
@@ -35,5 +36,8 @@ class EngineConfig:
                              "or outlines")
         if self.dtype not in ("bfloat16", "float32", "float16", "auto"):
             raise ValueError(f"unsupported dtype {self.dtype!r}; use auto, bfloat16 or float32")
+        if self.quantization not in ("auto", "none", "int8", "int4"):
+            raise ValueError(f"unsupported quantization {self.quantization!r}; use auto, none, "
+                             "int8 or int4")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"num_threads must be >= 1, got {self.num_threads}")

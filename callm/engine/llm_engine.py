@@ -40,7 +40,7 @@ def eos_token_ids(tokenizer) -> frozenset[int]:
 class LLMEngine:
     def __init__(self, config: EngineConfig | None = None, **kwargs):
         from callm.model_executor.dtype import resolve_dtype, set_num_threads
-        from callm.model_executor.executor import make_executor
+        from callm.model_executor.executor import DTYPES, make_executor
         from callm.model_executor.loader import load_config
         from callm.model_files import load_tokenizer, resolve_model
         from callm.plugins import load_general_plugins
@@ -58,6 +58,14 @@ class LLMEngine:
         self.model_path = resolve_model(config.model)
         self.tokenizer = load_tokenizer(config.tokenizer or config.model)
         model_config = load_config(self.model_path)
+        if config.quantization == "auto":  # the GGUF's precision class, if its kernel is faster
+            from callm.model_executor.layers.quantization import resolve_quantization
+
+            method, why = resolve_quantization(
+                "auto", getattr(model_config, "gguf_quant_type", None), DTYPES[config.dtype],
+                (2 * model_config.intermediate_size, model_config.hidden_size))
+            logger.info("quantization %s (auto: %s)", method, why)
+            config = self.config = dataclasses.replace(config, quantization=method)
         context = getattr(model_config, "max_position_embeddings", None) or MAX_DEFAULT_CONTEXT
         self.max_model_len = config.max_model_len or min(context, MAX_DEFAULT_CONTEXT)
         # uni / mp / ray by tensor_parallel_size and distributed_executor_backend
@@ -74,9 +82,11 @@ class LLMEngine:
             self.eos_token_ids, config.structured_outputs_backend)
         self.groups: dict[str, list[Request]] = {}
         kv_tokens = self.executor.num_blocks * config.block_size
-        logger.info("model %s (%s), dtype %s: %d KV blocks of %d tokens = %d tokens of KV cache, "
-                    "max concurrency %.1f at %d tokens per request", config.model,
-                    self.model_path.name, config.dtype, self.executor.num_blocks,
+        logger.info("model %s (%s), dtype %s, quantization %s: %d KV blocks of %d tokens = "
+                    "%d tokens of KV cache, max concurrency %.1f at %d tokens per request",
+                    config.model,
+                    self.model_path.name, config.dtype, config.quantization,
+                    self.executor.num_blocks,
                     config.block_size, kv_tokens, kv_tokens / self.max_model_len,
                     self.max_model_len)
 

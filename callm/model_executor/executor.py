@@ -64,7 +64,8 @@ def kv_cache_budget(config: EngineConfig) -> int:
 class UniExecutor:
     def __init__(self, config: EngineConfig, model_path, max_model_len: int):
         dtype = DTYPES[config.dtype]
-        self.model = load_model(model_path, dtype, max_model_len, config.attention_backend)
+        self.model = load_model(model_path, dtype, max_model_len, config.attention_backend,
+                                config.quantization)
         per_block = Worker.bytes_per_block(self.model, config.block_size)
         self.num_blocks = max(kv_cache_budget(config) // per_block,
                               -(-max_model_len // config.block_size))

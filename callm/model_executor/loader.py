@@ -66,7 +66,7 @@ _GGUF_LAYER_NAMES = {
 _GGUF_LAYER_TENSOR = re.compile(r"blk\.(\d+)\.(\w+)\.(weight|bias)")
 _GGUF_GLOBAL_TENSOR = re.compile(r"(\w+)\.(weight|bias)")
 
-_CACHE_VERSION = 1  # bump when the conversion changes, so stale caches are not reused
+_CACHE_VERSION = 2  # bump when the conversion changes, so stale caches are not reused
 
 
 def _supported() -> str:
@@ -170,10 +170,25 @@ def _load_gguf_config(path: Path):
         config.attention_bias = "blk.0.attn_q.bias" in names
         if arch in _PERMUTED_QK:
             config.mlp_bias = "blk.0.ffn_up.bias" in names
+    config.gguf_quant_type = _main_quant_type(reader)
     embed = next((t for t in reader.tensors if t.name == "token_embd.weight"), None)
     if embed is not None:  # the embedding rows are the vocabulary the weights were built for
         config.vocab_size = int(embed.shape[-1])
     return config
+
+
+def _main_quant_type(reader) -> str:
+    """The GGML type most of the layers' matrices are stored in ("Q4_K", "Q8_0", "F16", ...),
+    which `--quantization auto` keeps the precision class of."""
+    from collections import Counter
+
+    import gguf
+
+    counts = Counter()
+    for t in reader.tensors:
+        if t.name.startswith("blk.") and len(t.shape) == 2:
+            counts[gguf.GGMLQuantizationType(int(t.tensor_type)).name] += int(t.n_elements)
+    return counts.most_common(1)[0][0] if counts else "F32"
 
 
 # --- weights ------------------------------------------------------------------------------

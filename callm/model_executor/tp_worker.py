@@ -75,7 +75,7 @@ class RankWorker:
         parallel_state.init_distributed(self.rank, self.world_size, init_method, backend="gloo")
         start = time.perf_counter()
         self.model = load_model(Path(model_path), DTYPES[config.dtype], max_model_len,
-                                config.attention_backend)
+                                config.attention_backend, config.quantization)
         logger.info("rank %d/%d: shard loaded in %.1f s (%d threads)", self.rank,
                     self.world_size, time.perf_counter() - start, threads[self.rank])
         return Worker.bytes_per_block(self.model, config.block_size)

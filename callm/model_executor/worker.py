@@ -71,9 +71,10 @@ def check_dtype(dtype: torch.dtype, device: str = "cpu") -> torch.dtype:
 
 
 def load_model(path: Path, dtype: torch.dtype = torch.bfloat16, max_positions: int | None = None,
-               attention_backend: str | None = None):
+               attention_backend: str | None = None, quantization: str = "none"):
     """Build the model for a GGUF file or HF folder and load its weights (a tensor-parallel
-    rank builds its shard and reads only its slices of the checkpoint)."""
+    rank builds its shard and reads only its slices of the checkpoint); `quantization`
+    int8/int4 then keeps its matrices quantized (resolved already: no "auto" here)."""
     from callm.model_executor.loader import iter_weights, load_config
     from callm.model_executor.parallel_state import tp_size
 
@@ -81,6 +82,10 @@ def load_model(path: Path, dtype: torch.dtype = torch.bfloat16, max_positions: i
     with torch.device("cpu"):
         model = model_class(config)(config, check_dtype(dtype), max_positions, attention_backend)
     model.load_weights(iter_weights(path, config, lazy=tp_size() > 1))
+    if quantization not in ("none", "auto"):
+        from callm.model_executor.layers.quantization import quantize_model
+
+        quantize_model(model, quantization, dtype)
     return model.eval()
 
 

@@ -24,7 +24,10 @@ def _even_shard(n: int, what: str) -> tuple[int, int]:
 class ColumnParallelLinear(nn.Module):
     """Output features split across ranks; `output_sizes` lists the parts fused into one matrix
     (e.g. gate and up), each split on its own so a rank holds matching slices of every part.
-    `shards` gives this rank's (start, size) in each full part; default: an even split."""
+    `shards` gives this rank's (start, size) in each full part; default: an even split.
+    After loading, `quantized` may replace `weight` (layers/quantization.py)."""
+
+    quantized = None
 
     def __init__(self, input_size: int, output_sizes: list[int], bias: bool, dtype: torch.dtype,
                  shards: list[tuple[int, int]] | None = None):
@@ -42,6 +45,8 @@ class ColumnParallelLinear(nn.Module):
         param.data[offset:offset + size].copy_(full[start:start + size])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.quantized is not None:
+            return self.quantized(x, self.bias)
         return nn.functional.linear(x, self.weight, self.bias)
 
 
@@ -66,6 +71,8 @@ class RowParallelLinear(nn.Module):
     """Input features split across ranks; partial outputs are summed with an all-reduce.
     `shard` is this rank's (start, size) of the input features; default: an even split."""
 
+    quantized = None
+
     def __init__(self, input_size: int, output_size: int, bias: bool, dtype: torch.dtype,
                  shard: tuple[int, int] | None = None):
         super().__init__()
@@ -83,5 +90,6 @@ class RowParallelLinear(nn.Module):
         param.data.copy_(full[:, start:start + self.input_size])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = all_reduce(nn.functional.linear(x, self.weight))
+        y = all_reduce(self.quantized(x) if self.quantized is not None
+                       else nn.functional.linear(x, self.weight))
         return y + self.bias if self.bias is not None else y
