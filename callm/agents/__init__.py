@@ -2,6 +2,6 @@
 loop behind `LLM.run_tools`."""
 
 from callm.agents.tool_loop import AgentResult
-from callm.agents.tools import ToolBox, ToolResult
+from callm.agents.tools import ToolBox, ToolLimits, ToolResult
 
-__all__ = ["AgentResult", "ToolBox", "ToolResult"]
+__all__ = ["AgentResult", "ToolBox", "ToolLimits", "ToolResult"]

@@ -13,6 +13,10 @@ server's session lives as one task on the agents' background event loop.
 Tool names: a tool keeps its own name when no other configured server has a tool of that name;
 otherwise it is listed as `server__tool`. A server whose process has died is started again (and
 listed again) on its next call.
+
+`ToolLimits.max_concurrent_calls` bounds the calls in flight across all servers (one semaphore
+per `MCPServers`, so per `callm serve` process or per `LLM`); the per-call timeout and the cap on
+result size are applied by `ToolBox.run`, which every call goes through.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ class MCPConnection:
         self.session = None
         self.tools: list = []  # mcp_types.Tool
         self._task: asyncio.Task | None = None
+        self._ready: asyncio.Future | None = None
         self._stop: asyncio.Event | None = None
         self._lock: asyncio.Lock | None = None
 
@@ -71,10 +76,14 @@ class MCPConnection:
         async with self._lock:
             if self.alive:
                 return
-            ready = asyncio.get_running_loop().create_future()
-            self._stop = asyncio.Event()
-            self._task = asyncio.create_task(self._serve(ready), name=f"mcp-{self.name}")
-            await ready  # raises what connecting raised
+            if self._task is None or self._task.done():
+                self._ready = asyncio.get_running_loop().create_future()
+                self._stop = asyncio.Event()
+                self._task = asyncio.create_task(self._serve(self._ready),
+                                                 name=f"mcp-{self.name}")
+            # raises what connecting raised; a caller that gives up (its timeout) leaves the
+            # start going on, and the next caller waits for that same start
+            await asyncio.shield(self._ready)
 
     async def _serve(self, ready: asyncio.Future) -> None:
         from mcp import ClientSession
@@ -98,7 +107,8 @@ class MCPConnection:
                 await session.initialize()
                 self.tools = await self._list(session)
                 self.session = session
-                ready.set_result(None)
+                if not ready.done():
+                    ready.set_result(None)
                 await self._stop.wait()
         except BaseException as e:
             if not ready.done():
@@ -176,8 +186,14 @@ def _result_text(result) -> str:
 class MCPServers:
     """Every server of an `mcpServers` config, connected on `background` (a BackgroundLoop)."""
 
-    def __init__(self, config: str | os.PathLike | dict, background, timeout: float = 60):
+    def __init__(self, config: str | os.PathLike | dict, background, timeout: float = 60,
+                 limits=None):
+        from callm.agents.tools import ToolLimits
+
         self.background = background
+        self.limits = limits or ToolLimits()
+        cap = self.limits.max_concurrent_calls
+        self._slots = asyncio.Semaphore(cap) if cap else None  # used on `background`'s loop
         self.connections = {name: MCPConnection(name, entry)
                             for name, entry in load_mcp_config(config).items()}
         try:
@@ -214,7 +230,8 @@ class MCPServers:
         return [runner[0] for runner in self.runners().values()]
 
     def runners(self) -> dict[str, tuple[dict, Any]]:
-        """{name: (OpenAI tool dict, async runner(arguments) -> (text, is_error))} for ToolBox."""
+        """{name: (OpenAI tool dict, async runner(arguments) -> (text, is_error))} for ToolBox;
+        a runner runs on `background`'s loop, holding one of the concurrent-call slots."""
         out = {}
         for name, (conn, tool) in self.tool_names().items():
             function = {"name": name}
@@ -222,14 +239,21 @@ class MCPServers:
                 function["description"] = tool.description
             function["parameters"] = tool.input_schema or {"type": "object", "properties": {}}
 
-            def runner(arguments, conn=conn, tool_name=tool.name):
-                return conn.call(tool_name, arguments)
+            async def runner(arguments, conn=conn, tool_name=tool.name):
+                if self._slots is None:
+                    return await conn.call(tool_name, arguments)
+                async with self._slots:
+                    return await conn.call(tool_name, arguments)
 
             out[name] = ({"type": "function", "function": function}, runner)
         return out
 
+    def labels(self) -> dict[str, str]:
+        """{listed tool name: its server's name}."""
+        return {name: conn.name for name, (conn, _) in self.tool_names().items()}
+
     def call(self, name: str, arguments: dict, timeout: float | None = None) -> tuple[str, bool]:
-        """Call a listed tool from synchronous code."""
+        """Call a listed tool from synchronous code (no ToolLimits timeout or result cap)."""
         return self.background.run(self.runners()[name][1](arguments), timeout)
 
     def close(self) -> None:

@@ -3,7 +3,9 @@
 `ToolBox` resolves what a user passes as `tools=` into (a) the OpenAI tool dicts the model sees
 and (b) how each one runs. `ToolBox.run(call)` never raises: an unknown tool, arguments that are
 not JSON or do not fit the function's signature, and a tool that raises all become an error
-text the model reads as the tool's result (`ToolResult.is_error`).
+text the model reads as the tool's result (`ToolResult.is_error`), and so does a call that runs
+past `ToolLimits.timeout`; a result longer than `ToolLimits.max_result_chars` is cut (with a
+marker saying so) so one tool cannot flood the context.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import time
 import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,12 +26,41 @@ from callm.entrypoints.chat_utils import function_to_tool
 ToolCallback = Callable[[str, dict], "str | Awaitable[str]"]
 
 
+@dataclass(frozen=True)
+class ToolLimits:
+    """Bounds on tool calls. `timeout`: seconds one call may take (queueing for a free slot
+    included) before it becomes an error result — a sync Python function cannot be stopped, its
+    result is just no longer awaited; `max_concurrent_calls`: MCP calls in flight at once in
+    this process (a server-wide cap under `callm serve`); `max_result_chars`: longer results
+    are cut. None: no bound."""
+
+    timeout: float | None = 30.0
+    max_concurrent_calls: int | None = 16
+    max_result_chars: int | None = 16_000
+
+    def __post_init__(self):
+        for name in ("timeout", "max_concurrent_calls", "max_result_chars"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"ToolLimits.{name} must be positive (or None), got {value!r}")
+
+
+TRUNCATED = "\n[truncated by callm: {kept} of {total} characters shown]"
+
+
+def truncate(text: str, limit: int | None) -> str:
+    if limit is None or len(text) <= limit:
+        return text
+    return text[:limit] + TRUNCATED.format(kept=limit, total=len(text))
+
+
 @dataclass
 class ToolResult:
     tool_call_id: str
     name: str
     content: str
     is_error: bool = False
+    latency_ms: float = 0.0
 
     def message(self) -> dict:
         """The `role: tool` message that answers the call."""
@@ -66,8 +98,10 @@ class ToolBox:
 
     def __init__(self, tools: Sequence[Callable | Mapping] = (),
                  callback: ToolCallback | None = None,
-                 extra: Mapping[str, tuple[dict, Callable]] | None = None):
+                 extra: Mapping[str, tuple[dict, Callable]] | None = None,
+                 limits: ToolLimits | None = None):
         self.callback = callback
+        self.limits = limits or ToolLimits()
         self.functions: dict[str, _Function] = {}
         self.tools: list[dict] = []
         self.extra = dict(extra or {})
@@ -92,7 +126,19 @@ class ToolBox:
 
     async def run(self, call_id: str, name: str, arguments: str, pool=None) -> ToolResult:
         """Run one call (`arguments`: the model's JSON text); sync functions and callbacks run
-        in `pool` (an Executor), async ones here."""
+        in `pool` (an Executor), async ones here. Never raises (but can be cancelled)."""
+        start = time.perf_counter()
+        timeout = self.limits.timeout
+        try:
+            result = await asyncio.wait_for(self._run(call_id, name, arguments, pool), timeout)
+        except TimeoutError:
+            result = ToolResult(call_id, name, f"Error: {name} timed out after {timeout:g} s",
+                                True)
+        result.content = truncate(result.content, self.limits.max_result_chars)
+        result.latency_ms = (time.perf_counter() - start) * 1000
+        return result
+
+    async def _run(self, call_id: str, name: str, arguments: str, pool) -> ToolResult:
         def error(text: str) -> ToolResult:
             return ToolResult(call_id, name, f"Error: {text}", True)
 
