@@ -69,6 +69,19 @@ class Metrics:
         self.tool_parse_failures = Counter(
             "callm:tool_parse_failures", "Outputs whose tool-call markup did not parse cleanly.",
             labels + ["parser"], registry=r)
+        # tools the server runs itself (`{"type": "mcp"}` tools, callm.agents.server_loop)
+        tool = labels + ["server", "tool"]
+        self.tool_rounds = Counter("callm:tool_rounds", "Rounds of tool calls the server ran.",
+                                   labels, registry=r)
+        self.tool_calls_executed = Counter("callm:tool_calls_executed",
+                                           "Tool calls the server ran.", tool, registry=r)
+        self.tool_call_failures = Counter(
+            "callm:tool_call_failures",
+            "Tool calls the server ran that ended in an error (raised, timed out, server died).",
+            tool, registry=r)
+        self.tool_call_latency = Histogram("callm:tool_call_latency_seconds",
+                                           "Time one tool call took.", tool,
+                                           buckets=LATENCY_BUCKETS, registry=r)
         if engine is not None:
             r.register(_EngineCollector(engine, model_name))
 
@@ -88,6 +101,14 @@ class Metrics:
         self.tool_calls.labels(self.model_name, parser).inc(calls)
         if failed:
             self.tool_parse_failures.labels(self.model_name, parser).inc()
+
+    def tool_call(self, server: str, tool: str, seconds: float, is_error: bool) -> None:
+        """A tool call the server ran (a round is counted by `tool_rounds`)."""
+        m = self.model_name
+        self.tool_calls_executed.labels(m, server, tool).inc()
+        self.tool_call_latency.labels(m, server, tool).observe(seconds)
+        if is_error:
+            self.tool_call_failures.labels(m, server, tool).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -13,6 +13,25 @@ def _size(text: str) -> int:
     return int(text)
 
 
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error message
+    return parse
+
+
+def _tool_limits(args: argparse.Namespace):
+    from callm.agents.tools import ToolLimits
+
+    return ToolLimits(timeout=args.mcp_tool_timeout,
+                      max_concurrent_calls=args.mcp_max_concurrent_calls,
+                      max_result_chars=args.mcp_max_result_chars)
+
+
 def _check_tool_flags(args: argparse.Namespace) -> None:
     """Fail fast, before loading the model, on tool-parser flags that cannot work."""
     from callm.tool_parsers import ToolParserManager
@@ -59,7 +78,8 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         ctx = build_context(engine, args.served_model_name, args.enable_auto_tool_choice,
                             args.tool_call_parser, args.chat_template, args.reasoning_parser,
-                            mcp_config=args.mcp_config)
+                            mcp_config=args.mcp_config, tool_limits=_tool_limits(args),
+                            max_tool_rounds=args.max_tool_rounds)
         app = build_app(ctx, api_key=args.api_key)  # resolves --tool-call-parser auto
         logging.getLogger(__name__).info(
             "serving %s on http://%s:%d (OpenAI API under /v1, Ollama's under /api)",
@@ -129,6 +149,16 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mcp-config",
                    help='an {"mcpServers": {...}} file: its servers\' tools serve requests with '
                         '{"type": "mcp", "server_label": NAME} tools, called by the server')
+    p.add_argument("--mcp-tool-timeout", type=_positive(float), default=30.0,
+                   help="seconds an MCP tool call may take before the model gets an error "
+                        "result instead (default 30)")
+    p.add_argument("--mcp-max-concurrent-calls", type=_positive(int), default=16,
+                   help="MCP tool calls in flight at once across all requests (default 16)")
+    p.add_argument("--mcp-max-result-chars", type=_positive(int), default=16000,
+                   help="longer MCP tool results are cut, with a marker (default 16000)")
+    p.add_argument("--max-tool-rounds", type=_positive(int), default=8,
+                   help="rounds of MCP tools one request may run, the default and the most a "
+                        "request's max_tool_rounds may ask (default 8)")
     p.add_argument("--tool-parser-plugin", action="append",
                    help="a file or module registering tool parsers (repeatable)")
     p.add_argument("--reasoning-parser",

@@ -2,6 +2,7 @@
 environment it serves only `add` and `whoami` (to test name clashes and the config's `env`);
 `--http PORT` serves over streamable HTTP instead of stdio."""
 
+import asyncio
 import os
 import sys
 from typing import Literal
@@ -30,7 +31,7 @@ else:
         return f"echo {word}"
 
     @mcp.tool()
-    def fail(reason: str) -> str:
+    def fail(reason: Literal["x"]) -> str:
         """Always fails."""
         raise ValueError(f"failed because {reason}")
 
@@ -57,6 +58,42 @@ else:
     def pid() -> str:
         """The server's process id."""
         return str(os.getpid())
+
+    @mcp.tool()
+    async def hang() -> str:
+        """Never answers (in time)."""
+        await asyncio.sleep(3600)
+        return "woke up"
+
+    @mcp.tool()
+    async def slow() -> str:
+        """Answers after two seconds."""
+        await asyncio.sleep(2)
+        return "slept"
+
+    @mcp.tool()
+    def big() -> str:
+        """A long result."""
+        return "x" * 5000
+
+    in_flight = peak = 0
+
+    @mcp.tool()
+    async def busy() -> str:
+        """Takes a little while; counts how many run at once."""
+        global in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.3)
+        in_flight -= 1
+        return "done"
+
+    @mcp.tool()
+    def busy_peak() -> str:
+        """The most `busy` calls that ran at once (and start counting again)."""
+        global peak
+        seen, peak = peak, 0
+        return str(seen)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ def config(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def llm(tiny_llama_dir, config):
-    llm = LLM(str(tiny_llama_dir), dtype="float32", max_model_len=1024,
+    llm = LLM(str(tiny_llama_dir), dtype="float32", max_model_len=2048,
               kv_cache_memory=32 * 2**20, mcp_config=str(config))
     yield llm
     llm.shutdown()
@@ -33,7 +33,7 @@ def test_tools_are_listed_from_the_server_processes(llm):
     tools = {t["function"]["name"]: t["function"] for t in llm.mcp.tools()}
     # a name two servers share is prefixed with the server's name; the rest keep their own
     assert set(tools) == {"calc__add", "small__add", "echo", "fail", "crash", "pid", "whoami",
-                          "tally", "tallies"}
+                          "tally", "tallies", "hang", "slow", "big", "busy", "busy_peak"}
     assert tools["echo"]["parameters"]["properties"]["word"]["enum"] == ["hi", "bye"]
     assert tools["calc__add"]["description"] == "Add two integers."
 

@@ -232,7 +232,10 @@ def build_context(engine: AsyncLLMEngine, served_model_name: list[str] | None,
                   enable_auto_tool_choice: bool, tool_call_parser: str | None,
                   chat_template: str | None,
                   reasoning_parser: str | None = None,
-                  mcp_config: str | None = None) -> ServingContext:
+                  mcp_config: str | None = None, tool_limits=None,
+                  max_tool_rounds: int = 8) -> ServingContext:
+    """`tool_limits` (callm.agents.tools.ToolLimits) and `max_tool_rounds` bound the
+    `{"type": "mcp"}` tools the server runs for `mcp_config`'s servers."""
     from callm.entrypoints.chat_utils import load_chat_template
     from callm.metrics import Metrics
 
@@ -243,14 +246,15 @@ def build_context(engine: AsyncLLMEngine, served_model_name: list[str] | None,
         metrics=Metrics(core, names[0]),
         chat_template=load_chat_template(chat_template) if chat_template else None,
         enable_auto_tool_choice=enable_auto_tool_choice, tool_parser_name=tool_call_parser,
-        reasoning_parser_name=reasoning_parser, mcp=_mcp_servers(mcp_config))
+        reasoning_parser_name=reasoning_parser, mcp=_mcp_servers(mcp_config, tool_limits),
+        tool_limits=tool_limits, max_tool_rounds=max_tool_rounds)
 
 
-def _mcp_servers(mcp_config: str | None):
+def _mcp_servers(mcp_config: str | None, limits):
     """The --mcp-config servers, started and listed (None without a config)."""
     if mcp_config is None:
         return None
     from callm.agents.mcp import MCPServers
     from callm.agents.tool_loop import BackgroundLoop
 
-    return MCPServers(mcp_config, BackgroundLoop("callm-mcp"))
+    return MCPServers(mcp_config, BackgroundLoop("callm-mcp"), limits=limits)

@@ -194,7 +194,7 @@ class ChatCompletionToolsParam(BaseModel):
 class McpToolParam(BaseModel):
     """`{"type": "mcp", "server_label": NAME}`: every tool of the MCP server NAME of the
     server's `--mcp-config` (or only `allowed_tools`), called by the server itself: the
-    response is the model's answer after the calls' results (non-streamed requests only)."""
+    response is the model's answer after the calls' results (`callm.agents.server_loop`)."""
     type: Literal["mcp"]
     server_label: str
     allowed_tools: list[str] | None = None
@@ -319,6 +319,9 @@ class ChatCompletionRequest(_SamplingRequest):
     # thinking tokens after which the family's end-of-thought marker is written
     reasoning_effort: str | None = None
     thinking_token_budget: int | None = Field(default=None, ge=0)
+    # `{"type": "mcp"}` tools (callm extension): rounds of tools the server may run before it
+    # asks for the answer; None: the server's --max-tool-rounds, which is also the most allowed
+    max_tool_rounds: int | None = Field(default=None, ge=1)
 
     @field_validator("tools")
     @classmethod
@@ -457,6 +460,26 @@ class ChatCompletionResponseChoice(BaseModel):
     finish_reason: ChatFinishReason | None
 
 
+class ExecutedToolCall(BaseModel):
+    """One call of an MCP tool that the server ran itself (callm extension): `name` is the
+    function the model called, `arguments` its JSON text, `output` what the model was given
+    (an error text when `is_error`), `round` counts from 1."""
+    id: str
+    round: int
+    server_label: str
+    name: str
+    arguments: str
+    output: str
+    is_error: bool
+    latency_ms: float
+
+
+def _omit_executed_if_none(data: dict) -> dict:
+    if data.get("executed_tool_calls") is None:
+        data.pop("executed_tool_calls", None)
+    return data
+
+
 class ChatCompletionResponse(BaseModel):
     id: str = Field(default_factory=lambda: "chatcmpl-" + _random_id(29))
     object: Literal["chat.completion"] = "chat.completion"
@@ -464,6 +487,12 @@ class ChatCompletionResponse(BaseModel):
     model: str
     choices: list[ChatCompletionResponseChoice]
     usage: UsageInfo
+    # with `{"type": "mcp"}` tools: every call the server ran, in order (callm extension)
+    executed_tool_calls: list[ExecutedToolCall] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unused(self, handler: SerializerFunctionWrapHandler):
+        return _omit_executed_if_none(handler(self))
 
 
 class ChatCompletionResponseStreamChoice(BaseModel):
@@ -481,6 +510,12 @@ class ChatCompletionStreamResponse(BaseModel):
     model: str
     choices: list[ChatCompletionResponseStreamChoice]
     usage: UsageInfo | None = None  # last chunk only, with stream_options.include_usage
+    # with `{"type": "mcp"}` tools: the calls the server just ran (callm extension)
+    executed_tool_calls: list[ExecutedToolCall] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unused(self, handler: SerializerFunctionWrapHandler):
+        return _omit_executed_if_none(handler(self))
 
 
 class CompletionLogProbs(BaseModel):

@@ -5,8 +5,12 @@ accumulation equals the whole response."""
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
 
-from callm.entrypoints.chat import ChatPipeline, ChatRequestError, merge_deltas, with_params
+from callm.engine.request import RequestOutput
+from callm.entrypoints.chat import (ChatPipeline, ChatRequestError, PreparedChat, merge_deltas,
+                                    with_params)
 from callm.entrypoints.chat_utils import default_chat_template
 from callm.entrypoints.openai.protocol import (
     ChatCompletionLogProb, ChatCompletionLogProbs, ChatCompletionRequest, ChatCompletionResponse,
@@ -44,11 +48,19 @@ class OpenAIServingChat:
     async def create(self, request: ChatCompletionRequest,
                      is_disconnected: Callable[[], Awaitable[bool]]):
         """A ChatCompletionResponse, or an async iterator of SSE lines when streaming."""
-        ctx = self.ctx
         if request.tools and any(t.type == "mcp" for t in request.tools):  # run server-side
             from callm.agents.server_loop import create_with_mcp
 
             return await create_with_mcp(self, request, is_disconnected)
+        generation = await self.start(request)
+        if request.stream:
+            return self._stream(generation)
+        return await self._whole(generation, is_disconnected)
+
+    async def start(self, request: ChatCompletionRequest) -> "Generation":
+        """Render the request and start it in the engine (its first output has arrived); an
+        APIError when it cannot be served."""
+        ctx = self.ctx
         model = ctx.check_model(request.model)
         try:
             prepared = self.pipeline.prepare(request, structured_outputs_params(request))
@@ -66,10 +78,7 @@ class OpenAIServingChat:
             first = await anext(outputs)
         except ValueError as e:
             raise APIError(str(e)) from None
-        if request.stream:
-            return self._stream(prepared, request_id, model, first, outputs, timer)
-        return await self._whole(prepared, request_id, model, first, outputs, timer,
-                                 is_disconnected)
+        return Generation(prepared, request_id, model, first, outputs, timer, first)
 
     def _parser_name(self, prepared) -> str:
         if prepared.tools.parser_cls is self.parser_cls and self.ctx.tool_parser_name:
@@ -78,8 +87,10 @@ class OpenAIServingChat:
 
     # ----- whole response -----
 
-    async def _whole(self, prepared, request_id, model, first, outputs, timer,
-                     is_disconnected) -> ChatCompletionResponse:
+    async def _whole(self, generation: "Generation", is_disconnected) -> ChatCompletionResponse:
+        g = generation
+        prepared, request_id, model, first, outputs, timer = (
+            g.prepared, g.request_id, g.model, g.first, g.outputs, g.timer)
         request = prepared.request
         final = first
         timer.tokens_arrived(sum(len(o.token_ids) for o in first.outputs))
@@ -116,30 +127,58 @@ class OpenAIServingChat:
 
     # ----- streamed response -----
 
-    async def _stream(self, prepared, request_id, model, first, outputs,
-                      timer) -> AsyncIterator[str]:
+    async def _stream(self, generation: "Generation") -> AsyncIterator[str]:
+        prepared = generation.prepared
         request = prepared.request
         n = request.n
         readers = [self.pipeline.reader(prepared) for _ in range(n)]
         token_ids = [[] for _ in range(n)]
-        done = [False] * n
-        base = ChatCompletionStreamResponse(id=request_id, model=model, choices=[])
-
-        def chunk(choices, usage=None) -> str:
-            data = base.model_copy(update={"choices": choices, "usage": usage})
-            return f"data: {data.model_dump_json()}\n\n"
-
-        final = first
+        chunk = self.chunk_writer(generation)
         try:
             for i in range(n):
                 yield chunk([ChatCompletionResponseStreamChoice(
                     index=i, delta=DeltaMessage(role="assistant", content=""))])
-            pending = [first]
+            async with aclosing(self.stream_choices(generation, readers, token_ids)) as choices:
+                async for choice in choices:
+                    yield chunk([choice])
+        except Exception as e:  # the engine failed mid-stream: say so in the stream
+            yield stream_error(e)
+        generation.timer.report(self.ctx, generation.final)
+        if prepared.tools.parser_cls is not None:
+            for reader in readers:
+                self._count_tool_calls(self._parser_name(prepared), list(reader.arguments.values()))
+        if request.stream_options and request.stream_options.include_usage:
+            yield chunk([], self._usage(len(generation.final.prompt_token_ids),
+                                        sum(len(t) for t in token_ids),
+                                        sum(r.reasoning_tokens(ids)
+                                            for r, ids in zip(readers, token_ids))))
+        yield "data: [DONE]\n\n"
+
+    @staticmethod
+    def chunk_writer(generation: "Generation") -> Callable[..., str]:
+        """chunk(choices, usage=None, **fields) -> one SSE line of this stream."""
+        base = ChatCompletionStreamResponse(id=generation.request_id, model=generation.model,
+                                            choices=[])
+
+        def chunk(choices, usage=None, **fields) -> str:
+            data = base.model_copy(update={"choices": choices, "usage": usage, **fields})
+            return f"data: {data.model_dump_json()}\n\n"
+
+        return chunk
+
+    async def stream_choices(self, generation: "Generation", readers, token_ids):
+        """One chunk choice per choice that moved, as the engine produces output;
+        `token_ids[i]` keeps choice i's tokens so far and `generation.final` the last output.
+        Closing this generator early aborts the request (freeing its KV blocks)."""
+        request = generation.prepared.request
+        done = [False] * request.n
+        try:
+            pending = [generation.first]
             while True:
                 for output in pending:
-                    final = output
-                    timer.tokens_arrived(sum(len(o.token_ids) - len(token_ids[o.index])
-                                             for o in output.outputs))
+                    generation.final = output
+                    generation.timer.tokens_arrived(sum(
+                        len(o.token_ids) - len(token_ids[o.index]) for o in output.outputs))
                     for out in output.outputs:
                         i = out.index
                         if done[i]:
@@ -148,25 +187,12 @@ class OpenAIServingChat:
                         token_ids[i] = out.token_ids
                         done[i] = out.finished
                         if choice is not None:
-                            yield chunk([choice])
+                            yield choice
                 if all(done):
-                    break
-                pending = [await anext(outputs)]
-        except Exception as e:  # the engine failed mid-stream: say so in the stream
-            error = ErrorResponse(error=ErrorInfo(message=str(e), type="server_error"))
-            yield f"data: {error.model_dump_json()}\n\n"
+                    return
+                pending = [await anext(generation.outputs)]
         finally:
-            await outputs.aclose()
-        timer.report(self.ctx, final)
-        if prepared.tools.parser_cls is not None:
-            for reader in readers:
-                self._count_tool_calls(self._parser_name(prepared), list(reader.arguments.values()))
-        if request.stream_options and request.stream_options.include_usage:
-            yield chunk([], self._usage(len(final.prompt_token_ids),
-                                        sum(len(t) for t in token_ids),
-                                        sum(r.reasoning_tokens(ids)
-                                            for r, ids in zip(readers, token_ids))))
-        yield "data: [DONE]\n\n"
+            await generation.outputs.aclose()
 
     def _delta_choice(self, request, out, previous_ids, reader):
         """The chunk for one choice's new output (None if nothing to send)."""
@@ -202,6 +228,25 @@ class OpenAIServingChat:
         """A parse counts as failed when a call's arguments are not valid JSON."""
         failed = any(not _is_json(a) for a in arguments)
         self.ctx.metrics.tool_parse(parser_name, len(arguments), failed)
+
+
+@dataclass
+class Generation:
+    """One started engine request of a chat completion; `final` is its latest output."""
+    prepared: PreparedChat
+    request_id: str
+    model: str
+    first: RequestOutput
+    outputs: AsyncIterator[RequestOutput]
+    timer: RequestTimer
+    final: RequestOutput
+
+
+def stream_error(e: Exception) -> str:
+    """An error event inside an SSE stream (the status line has already gone out)."""
+    message = e.message if isinstance(e, APIError) else str(e)
+    kind = e.type if isinstance(e, APIError) else "server_error"
+    return f"data: {ErrorResponse(error=ErrorInfo(message=message, type=kind)).model_dump_json()}\n\n"
 
 
 def _is_json(text: str) -> bool:

@@ -41,6 +41,8 @@ class ServingContext:
     tool_parser_name: str | None = None
     reasoning_parser_name: str | None = None
     mcp: Any = None  # callm.agents.mcp.MCPServers of --mcp-config: `{"type": "mcp"}` tools
+    tool_limits: Any = None  # callm.agents.tools.ToolLimits for those tools (None: defaults)
+    max_tool_rounds: int = 8  # default and most rounds of MCP tools one request may run
 
     @property
     def tokenizer(self):

@@ -12,7 +12,7 @@ import pytest
 from callm.engine.request import CompletionOutput, RequestOutput
 from callm.entrypoints.chat import ChatPipeline, PreparedChat
 from callm.entrypoints.openai.protocol import ChatCompletionRequest
-from callm.entrypoints.openai.serving_chat import OpenAIServingChat
+from callm.entrypoints.openai.serving_chat import Generation, OpenAIServingChat
 from callm.entrypoints.openai.serving_common import RequestTimer
 from callm.metrics import Metrics
 from callm.tool_parsers import ToolParserManager
@@ -59,20 +59,22 @@ def respond(text: str, finish_reason: str, *, stream: bool, plan: ToolChoicePlan
                                     stream=stream, **request_fields)
     prepared = PreparedChat(request, "", plan)
     first, *rest = engine_outputs(text, finish_reason, step)
+
+    def generation():
+        return Generation(prepared, "id", "m", first, _aiter(rest), RequestTimer(), first)
+
     if not stream:
         async def connected():
             return False
 
-        response = asyncio.run(chat._whole(prepared, "id", "m", first, _aiter(rest),
-                                           RequestTimer(), connected))
+        response = asyncio.run(chat._whole(generation(), connected))
         choice = response.choices[0]
         calls = [(c.function.name, c.function.arguments) for c in choice.message.tool_calls]
         return {"content": choice.message.content, "calls": calls,
                 "finish_reason": choice.finish_reason}
 
     async def collect():
-        return [line async for line in chat._stream(prepared, "id", "m", first, _aiter(rest),
-                                                    RequestTimer())]
+        return [line async for line in chat._stream(generation())]
 
     content, calls, finish = "", [], None
     for line in asyncio.run(collect()):
