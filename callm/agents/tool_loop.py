@@ -74,6 +74,7 @@ class AgentResult:
 class _Agent:
     index: int
     result: AgentResult
+    toolbox: ToolBox
     choice: object
     params: object
     prepared: object = None
@@ -82,22 +83,23 @@ class _Agent:
     turn_started: int = 0  # engine step at which the current turn began
 
 
-def run_tool_loop(engine, pipeline, conversations: Sequence[Sequence[dict]], toolbox: ToolBox,
-                  sampling_params, tool_choices: list, max_tool_rounds: int,
-                  background: BackgroundLoop, pool: concurrent.futures.Executor,
-                  prepare) -> list[AgentResult]:
-    """Run every conversation's loop through `engine` (an LLMEngine); `prepare(messages,
-    choice, params)` -> (PreparedChat, SamplingParams for the engine) renders one turn with
-    `pipeline` (the ChatPipeline whose ChoiceReader reads the turn's calls)."""
-    agents = [_Agent(i, AgentResult([dict(m) for m in conv]), choice, params)
-              for i, (conv, choice, params) in enumerate(zip(conversations, tool_choices,
-                                                             sampling_params))]
+def run_tool_loop(engine, pipeline, conversations: Sequence[Sequence[dict]],
+                  toolboxes: Sequence[ToolBox], sampling_params, tool_choices: list,
+                  max_tool_rounds: int, background: BackgroundLoop,
+                  pool: concurrent.futures.Executor, prepare) -> list[AgentResult]:
+    """Run every conversation's loop through `engine` (an LLMEngine), each with its own
+    ToolBox; `prepare(messages, toolbox, choice, params)` -> (PreparedChat, SamplingParams for
+    the engine) renders one turn with `pipeline` (whose ChoiceReader reads the turn's calls)."""
+    agents = [_Agent(i, AgentResult([dict(m) for m in conv]), box, choice, params)
+              for i, (conv, box, choice, params) in enumerate(zip(
+                  conversations, toolboxes, tool_choices, sampling_params))]
     by_request: dict[str, _Agent] = {}
     waiting: dict[concurrent.futures.Future, _Agent] = {}
 
     def start_turn(agent: _Agent, first: bool) -> None:
         try:
-            agent.prepared, params = prepare(agent.result.messages, agent.choice, agent.params)
+            agent.prepared, params = prepare(agent.result.messages, agent.toolbox, agent.choice,
+                                             agent.params)
             agent.request_id = f"agent-{next(_ids)}-{agent.index}-{agent.result.rounds}"
             engine.add_request(agent.request_id, agent.prepared.prompt, params,
                                add_special_tokens=False)
@@ -128,7 +130,7 @@ def run_tool_loop(engine, pipeline, conversations: Sequence[Sequence[dict]], too
         if result.rounds >= max_tool_rounds:
             result.finish_reason = "max_tool_rounds"
             return
-        calls = [toolbox.run(c.id, c.function.name, c.function.arguments, pool)
+        calls = [agent.toolbox.run(c.id, c.function.name, c.function.arguments, pool)
                  for c in parsed.tool_calls]
 
         async def run_round():

@@ -18,7 +18,11 @@ from callm.engine.sampling_params import SamplingParams
 class LLM:
     def __init__(self, model: str | None = None, tool_call_parser: str | None = None,
                  chat_template: str | None = None, reasoning_parser: str | None = None,
-                 mcp_config: "str | os.PathLike | dict | None" = None, **engine_args):
+                 mcp_config: "str | os.PathLike | dict | None" = None,
+                 tool_limits=None, **engine_args):
+        """`tool_limits` (callm.agents.ToolLimits): the per-call timeout and result-size cap of
+        the tools `run_tools` runs, and the cap on concurrent MCP calls (defaults: 30 s,
+        16 000 characters, 16 calls)."""
         config = EngineConfig(**({"model": model} if model else {}), chat_template=chat_template,
                               tool_call_parser=tool_call_parser, **engine_args)
         self.engine = LLMEngine(config)
@@ -40,11 +44,12 @@ class LLM:
 
             self._detect(chat_template or default_chat_template(self.tokenizer, config.model))
         self._agents = None  # (BackgroundLoop, thread pool), made by the first run_tools
+        self.tool_limits = tool_limits
         self.mcp = None  # MCPServers: the mcp_config servers, started and listed now
         if mcp_config is not None:
             from callm.agents.mcp import MCPServers
 
-            self.mcp = MCPServers(mcp_config, self._agent_runtime()[0])
+            self.mcp = MCPServers(mcp_config, self._agent_runtime()[0], limits=tool_limits)
 
     def shutdown(self) -> None:
         """Stop the engine's workers (tensor-parallel processes or Ray actors) and the MCP
@@ -135,7 +140,7 @@ class LLM:
         return outputs
 
     def run_tools(self, messages: Sequence[dict] | Sequence[Sequence[dict]],
-                  tools: Sequence[dict | Callable] = (),
+                  tools: Sequence[dict | Callable] | Sequence[Sequence[dict | Callable]] = (),
                   tool_callback: Callable[[str, dict], str] | None = None,
                   max_tool_rounds: int = 8,
                   sampling_params: SamplingParams | Sequence[SamplingParams] | None = None,
@@ -149,11 +154,12 @@ class LLM:
         tools have run. One conversation or a list of them; all run through one continuous
         batch, and the engine keeps decoding the others while one's tools run.
 
-        `tools`: Python functions (sync, or async — awaited), run with the arguments the model
+        `tools` (one list for all conversations, or a list of lists, one per conversation):
+        Python functions (sync, or async — awaited), run with the arguments the model
         wrote after checking them against the signature; OpenAI tool dicts, run by
         `tool_callback(name, arguments) -> str`; and every tool of the `mcp_config` servers.
-        A tool that raises, an unknown tool or arguments that do not fit become an error
-        message the model reads as the tool result. `tool_choice` (as in `chat`, one or one
+        A tool that raises, an unknown tool, arguments that do not fit or a call past the
+        `tool_limits` timeout become an error message the model reads as the tool result. `tool_choice` (as in `chat`, one or one
         per conversation) holds for every turn, so "required" or a named function keep
         calling until the rounds run out — unless `reset_tool_choice`, which makes every turn
         after a round of tools "auto" (force the first call, then let the model answer).
@@ -163,20 +169,28 @@ class LLM:
         from callm.agents.tools import ToolBox
 
         conversations = [messages] if messages and isinstance(messages[0], dict) else messages
-        toolbox = ToolBox(tools, tool_callback, self.mcp.runners() if self.mcp else None)
+        per_conversation = bool(tools) and isinstance(tools[0], list | tuple)
+        tool_lists = tools if per_conversation else [tools] * len(conversations)
+        mcp_runners = self.mcp.runners() if self.mcp else None
+        boxes = {}  # one ToolBox per distinct tool list
+        for ts in tool_lists:
+            if id(ts) not in boxes:
+                boxes[id(ts)] = ToolBox(ts or (), tool_callback, mcp_runners, self.tool_limits)
+        toolboxes = [boxes[id(ts)] for ts in tool_lists]
         choices = (list(tool_choice) if isinstance(tool_choice, list | tuple)
                    else [tool_choice] * len(conversations))
-        if len(choices) != len(conversations):
-            raise ValueError(f"{len(choices)} tool choices for {len(conversations)} "
-                             "conversations")
+        if len(choices) != len(conversations) or len(toolboxes) != len(conversations):
+            raise ValueError(f"{len(toolboxes)} tool lists and {len(choices)} tool choices for "
+                             f"{len(conversations)} conversations")
         params = self._per_prompt(sampling_params, len(conversations))
         if any(p.n != 1 for p in params):
             raise ValueError("run_tools needs sampling_params with n=1")
-        later = ["auto"] if reset_tool_choice else []  # the choice after a round of tools
-        pipeline = self._chat_pipeline([toolbox.tools] * (len(choices) + len(later)),
-                                       choices + later, chat_template, tool_call_parser)
+        later = ["auto"] * len(choices) if reset_tool_choice else []  # after a round of tools
+        box_tools = [box.tools for box in toolboxes]
+        pipeline = self._chat_pipeline(box_tools + box_tools[:len(later)], choices + later,
+                                       chat_template, tool_call_parser)
 
-        def prepare(conversation, choice, p):
+        def prepare(conversation, toolbox, choice, p):
             if reset_tool_choice and conversation[-1].get("role") == "tool":
                 choice = "auto"
             return self._prepare_chat(pipeline, conversation, toolbox.tools, choice, p,
@@ -184,7 +198,7 @@ class LLM:
                                       thinking_token_budget)
 
         loop, pool = self._agent_runtime()
-        return run_tool_loop(self.engine, pipeline, conversations, toolbox, params, choices,
+        return run_tool_loop(self.engine, pipeline, conversations, toolboxes, params, choices,
                              max_tool_rounds, loop, pool, prepare)
 
     def _chat_pipeline(self, tool_lists, choices, chat_template, tool_call_parser):

@@ -232,3 +232,49 @@ def test_reset_tool_choice_lets_the_model_answer(llm):
                              tool_choice="required", reset_tool_choice=True, max_tool_rounds=3)
     assert result.rounds >= 1 and check_transcript(result)
     assert result.messages[1]["tool_calls"]
+
+
+def test_each_conversation_has_its_own_tools(llm):
+    def other(size: Literal["s", "m"]) -> str:
+        """Choose a size."""
+        return f"size {size}"
+
+    results = llm.run_tools([ask("a"), ask("b")], tools=[[pick], [other, shade]],
+                            sampling_params=PARAMS, max_tool_rounds=1,
+                            tool_choice=[named("pick"), named("other")])
+    first, second = results
+    assert first.messages[2]["content"].startswith("picked ")
+    assert second.messages[2]["content"].startswith("size ")
+    prompts = [llm.tokenizer.decode(r.output.prompt_token_ids) for r in results]
+    assert "pick" in prompts[0] and "shade" not in prompts[0] and "other" not in prompts[0]
+    assert "shade" in prompts[1] and "other" in prompts[1] and "Pick a color" not in prompts[1]
+    with pytest.raises(ValueError, match="1 tool lists"):
+        llm.run_tools([ask("a"), ask("b")], tools=[[pick]], sampling_params=PARAMS)
+
+
+def test_tool_limits_time_out_and_cut_results(llm, monkeypatch):
+    from callm.agents import ToolLimits
+
+    async def stall(color: Literal["red"]) -> str:
+        """Never answers in time."""
+        await asyncio.sleep(30)
+        return "late"
+
+    def flood(color: Literal["red"]) -> str:
+        """Answers at length."""
+        return "y" * 1000
+
+    monkeypatch.setattr(llm, "tool_limits", ToolLimits(timeout=0.3, max_result_chars=50))
+    start = time.monotonic()
+    stalled, flooded = llm.run_tools([ask("a"), ask("b")], tools=[stall, flood],
+                                     sampling_params=PARAMS, max_tool_rounds=1,
+                                     tool_choice=[named("stall"), named("flood")])
+    assert time.monotonic() - start < 20
+    [result] = stalled.tool_results
+    assert result.is_error and result.content == "Error: stall timed out after 0.3 s"
+    assert 300 <= result.latency_ms < 5000
+    [result] = flooded.tool_results
+    assert not result.is_error and result.content.startswith("y" * 50)
+    assert "y" * 51 not in result.content and "50 of 1000 characters" in result.content
+    with pytest.raises(ValueError, match="timeout must be positive"):
+        ToolLimits(timeout=0)
