@@ -53,8 +53,9 @@ class TorchAttentionBackend:
             lse = torch.empty(q.shape[:3], dtype=torch.float32)
         if step.decode_tables is not None and not step.all_decode:
             tokens = plan.decode_tokens
-            out[tokens], lse[tokens] = _attend_decodes(
+            decoded, lse[tokens] = _attend_decodes(
                 q[tokens], key_cache, value_cache, step.decode_tables, step.decode_mask, scale)
+            out[tokens] = decoded.float()
         for s, start, end, context in plan.prefills:
             if context - shared == end - start:  # its own context is just this chunk
                 keys, values = k[start:end].transpose(0, 1), v[start:end].transpose(0, 1)
@@ -71,12 +72,11 @@ class TorchAttentionBackend:
 
 
 def _flash(q, k, v, mask, scale):
-    """(float32 output, log-sum-exp of the scores) of attention over [batch, heads, len,
-    head_dim]; the log-sum-exp is what merges partial results, and public SDPA does not return
-    it. Every query row must see at least one key."""
-    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+    """(output in the cache dtype, float32 log-sum-exp of the scores) of attention over
+    [batch, heads, len, head_dim]; the log-sum-exp is what merges partial results, and public
+    SDPA does not return it. Every query row must see at least one key."""
+    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
         q, k, v, attn_mask=mask, scale=scale)
-    return out.float(), lse
 
 
 def _gather(cache: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
@@ -159,9 +159,9 @@ def _add_shared_prefix(q, out, lse, keys, values, scale):
     prefix_out, prefix_lse = _flash(rows, keys.unsqueeze(0), values.unsqueeze(0), None, scale)
     prefix_out = prefix_out.view(kv_heads, tokens, group, head_dim).transpose(0, 1)
     prefix_lse = prefix_lse.view(kv_heads, tokens, group).transpose(0, 1)
-    total = torch.logaddexp(lse, prefix_lse)
-    return (out * (lse - total).exp().unsqueeze(-1)
-            + prefix_out * (prefix_lse - total).exp().unsqueeze(-1))
+    total = torch.logaddexp(lse, prefix_lse)  # merged in float32
+    return (out.float() * (lse - total).exp().unsqueeze(-1)
+            + prefix_out.float() * (prefix_lse - total).exp().unsqueeze(-1))
 
 
 class TritonAttentionBackend:

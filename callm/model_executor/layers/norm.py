@@ -15,7 +15,6 @@ class RMSNorm(nn.Module):
         also returns the new residual stream."""
         if residual is not None:
             x = residual = x + residual
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        x32 = nn.functional.rms_norm(x.float(), self.weight.shape, eps=self.eps)
         out = self.weight * x32.to(x.dtype)
         return out if residual is None else (out, residual)

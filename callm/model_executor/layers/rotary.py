@@ -29,17 +29,23 @@ class RotaryEmbedding(nn.Module):
         inv_freq, scaling = inverse_frequencies(config, head_dim)
         freqs = torch.outer(torch.arange(max_positions, dtype=torch.float32), inv_freq)
         angles = torch.cat([freqs, freqs], dim=-1)
+        # rotate-half is x * cos + [-x2, x1] * sin = x * cos + roll(x) * [-sin, sin]: the sign
+        # lives in the table, so a rotation is four ops
+        sin = angles.sin()
+        sin[:, :head_dim // 2] *= -1
         self.register_buffer("cos", angles.cos() * scaling, persistent=False)
-        self.register_buffer("sin", angles.sin() * scaling, persistent=False)
+        self.register_buffer("signed_sin", sin * scaling, persistent=False)
+        self._last = (None, None, None)  # (positions, cos, sin): every layer of a step shares them
 
     def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor):
-        """q: [T, heads, head_dim], k: [T, kv_heads, head_dim] -> rotated, in float32."""
-        cos = self.cos[positions].unsqueeze(1)
-        sin = self.sin[positions].unsqueeze(1)
-        return _rotate(q.float(), cos, sin), _rotate(k.float(), cos, sin)
-
-
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return x * cos + rotated * sin
+        """q: [T, heads, head_dim], k: [T, kv_heads, head_dim] -> rotated, in float32; both
+        in one rotation."""
+        last, cos, sin = self._last
+        if positions is not last:
+            cos = self.cos[positions].unsqueeze(1)
+            sin = self.signed_sin[positions].unsqueeze(1)
+            self._last = (positions, cos, sin)
+        heads = q.shape[1]
+        qk = torch.cat([q, k], dim=1).float()
+        qk = qk * cos + qk.roll(qk.shape[-1] // 2, dims=-1) * sin
+        return qk[:, :heads], qk[:, heads:]
