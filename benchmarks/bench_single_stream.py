@@ -1,19 +1,24 @@
-"""One request at a time on the embedded model: what a single user sees.
+"""One request at a time: what a single user sees, callm against llama.cpp on the same GGUF.
 
-For each dtype (default: auto, bfloat16 and float32, in the same run):
+For each model (default: SmolLM2-135M Q4_1 and Qwen2.5-Coder-0.5B Q4_K_M) and each callm
+configuration `dtype/quantization` (default: auto/auto, bfloat16/none, float32/none,
+auto/int8, auto/int4, in the same run):
 - decode: 128 new tokens after a short chat prompt -> decode tokens/s;
 - prefill: a ~650-token prompt carrying four tool definitions -> TTFT and prefill tokens/s;
 - per-step overhead: a decode step's wall time minus its forward pass (scheduler, metadata,
-  sampler, detokenizer, outputs), median over the decode steps.
-With `--async`, the decode also runs through AsyncLLMEngine (the server's path: engine thread,
-one asyncio stream) to show the streaming cost.
+  sampler, detokenizer, outputs), median over the decode steps;
+- accuracy: perplexity of a fixed text against the float32 unquantized model (the GGUF's
+  weights exactly), as a percentage change, and the share of positions whose greedy token
+  agrees with it.
+Each callm row also prints its ratio to llama.cpp (decode, prefill, TTFT: >1 is callm faster).
+With `--async`, the decode also runs through AsyncLLMEngine (the server's streaming path).
 
 llama.cpp runs side by side (same GGUF file, `--llama-threads`, default 2) when `llama_cpp` is
 importable; it is an optional benchmark dependency, built from source:
 
     CMAKE_ARGS="-DGGML_NATIVE=ON" pip install -c constraints.txt llama-cpp-python==0.3.36
 
-    python benchmarks/bench_single_stream.py [--model ALIAS_OR_PATH] [--dtypes auto,float32]
+    python benchmarks/bench_single_stream.py [--models A,B] [--configs auto/auto,float32/none]
         [--num-threads N] [--max-tokens 128] [--repeats 3] [--async] [--no-llama] [--profile]
 """
 
@@ -23,6 +28,7 @@ import cProfile
 import io
 import json
 import logging
+import math
 import pstats
 import statistics
 import time
@@ -32,7 +38,8 @@ import torch
 from callm.engine.llm_engine import LLMEngine
 from callm.engine.sampling_params import SamplingParams
 from callm.entrypoints.chat_utils import default_chat_template, render_chat
-from callm.model_files import resolve_model
+from callm.model_executor.dtype import cpu_capability, cpu_flags
+from callm.model_files import load_tokenizer, resolve_model
 
 SHORT = [{"role": "user", "content": "Write a short story about a robot learning to paint."}]
 
@@ -143,9 +150,36 @@ def best(runs: list[dict]) -> dict:
     return {k: (max if k in higher else min)(r[k] for r in runs) for k in runs[0]}
 
 
-def bench_callm(args, dtype: str) -> dict:
-    engine = LLMEngine(model=args.model, dtype=dtype, num_threads=args.num_threads,
-                       enable_prefix_caching=False, kv_cache_memory=256 * 2**20)
+TEXT = ("The old lighthouse keeper climbed the spiral stairs every evening at dusk. He wound the "
+        "clockwork, trimmed the wick and polished the great lens until it shone. Ships passing "
+        "the rocky point had relied on his light for forty years.\n\nTo compute the average "
+        "of a list of numbers, add them together and divide the sum by how many numbers there "
+        "are. In Python this is sum(values) / len(values), and an empty list must be handled "
+        "first, because dividing by zero raises an exception.\n\nThe weather in Paris is "
+        "usually mild in spring, with temperatures between ten and twenty degrees Celsius. "
+        "Visitors should pack an umbrella, since short showers are common in April.")
+
+
+def text_logits(model, tokens: list[int]) -> torch.Tensor:
+    """Logits at every position of TEXT, one prefill over a cache of its own."""
+    from callm.model_executor.worker import SequenceInput, Worker, build_batch
+
+    worker = Worker(model, num_blocks=-(-len(tokens) // 16), block_size=16)
+    ids, positions, meta = build_batch(
+        [SequenceInput(tokens, 0, list(range(worker.num_blocks)))], 16)
+    with torch.inference_mode():
+        return model.compute_logits(model(ids, positions, meta))
+
+
+def perplexity(logits: torch.Tensor, tokens: list[int]) -> float:
+    loss = torch.nn.functional.cross_entropy(logits[:-1].float(), torch.tensor(tokens[1:]))
+    return math.exp(loss.item())
+
+
+def bench_callm(args, model: str, dtype: str, quantization: str) -> dict:
+    engine = LLMEngine(model=model, dtype=dtype, quantization=quantization,
+                       num_threads=args.num_threads, enable_prefix_caching=False,
+                       kv_cache_memory=256 * 2**20)
     timer = ForwardTimer(engine.executor)
     short, long = prompts(engine)
     run_one(engine, timer, short, 8, "warmup")
@@ -158,8 +192,8 @@ def bench_callm(args, dtype: str) -> dict:
         if profiler and i == args.repeats - 1:
             profiler.disable()
     prefill = [run_one(engine, timer, long, 1, f"p{i}") for i in range(args.repeats)]
-    result = {"dtype": engine.config.dtype, "threads": torch.get_num_threads(),
-              "decode": best(decode), "prefill": best(prefill)}
+    result = {"dtype": engine.config.dtype, "quantization": engine.config.quantization,
+              "threads": torch.get_num_threads(), "decode": best(decode), "prefill": best(prefill)}
     if args.use_async:
         result["async_decode_tok_s"] = max(run_async(engine, short, args.max_tokens)
                                            for _ in range(args.repeats))
@@ -168,10 +202,19 @@ def bench_callm(args, dtype: str) -> dict:
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
         result["profile"] = out.getvalue()
     engine.shutdown()
+    tokens = engine.tokenizer.encode(TEXT, add_special_tokens=False)
+    result["logits"] = text_logits(engine.executor.model, tokens)
+    result["text_tokens"] = tokens
     return result
 
 
-def bench_llama_cpp(args, short_text: str, long_text: str) -> dict | None:
+def reference_logits(model: str, tokens: list[int]) -> torch.Tensor:
+    from callm.model_executor.worker import load_model
+
+    return text_logits(load_model(resolve_model(model), torch.float32), tokens)
+
+
+def bench_llama_cpp(args, model: str, short_text: str, long_text: str) -> dict | None:
     try:
         import llama_cpp
     except ImportError:
@@ -179,7 +222,7 @@ def bench_llama_cpp(args, short_text: str, long_text: str) -> dict | None:
               "source, ~5 min):\n  CMAKE_ARGS=\"-DGGML_NATIVE=ON\" pip install -c constraints.txt "
               "llama-cpp-python==0.3.36")
         return None
-    path = str(resolve_model(args.model))
+    path = str(resolve_model(model))
     llm = llama_cpp.Llama(model_path=path, n_threads=args.llama_threads,
                           n_threads_batch=args.llama_threads, n_ctx=2048, n_batch=1024,
                           verbose=False)
@@ -212,8 +255,9 @@ def bench_llama_cpp(args, short_text: str, long_text: str) -> dict | None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="smollm2-135m-instruct")
-    p.add_argument("--dtypes", default="auto,bfloat16,float32")
+    p.add_argument("--models", default="smollm2-135m-instruct,qwen2.5-coder-0.5b-instruct")
+    p.add_argument("--configs", default="auto/auto,bfloat16/none,float32/none,auto/int8,auto/int4",
+                   help="callm rows, dtype/quantization each")
     p.add_argument("--num-threads", type=int, help="callm threads (default: every core)")
     p.add_argument("--llama-threads", type=int, default=2)
     p.add_argument("--max-tokens", type=int, default=128)
@@ -225,41 +269,65 @@ def main() -> None:
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    print(f"CPU capability {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}")
-
-    results = {"callm": [bench_callm(args, d) for d in args.dtypes.split(",")]}
-    print(f"\n{'engine':<22}{'thr':>4}{'decode tok/s':>14}{'step ms':>9}{'fwd ms':>8}"
-          f"{'other ms':>10}{'TTFT ms':>9}{'prefill tok/s':>15}")
-    for requested, r in zip(args.dtypes.split(","), results["callm"]):
-        d, f = r["decode"], r["prefill"]
-        name = f"callm {requested}" + (f"->{r['dtype']}" if requested == "auto" else "")
-        print(f"{name:<22}{r['threads']:>4}{d['decode_tok_s']:>14.1f}{d['step_ms']:>9.2f}"
-              f"{d['forward_ms']:>8.2f}{d['overhead_ms']:>10.2f}{1e3 * f['ttft_s']:>9.1f}"
-              f"{f['prefill_tok_s']:>15.1f}")
-        if "async_decode_tok_s" in r:
-            print(f"{'  via AsyncLLMEngine':<26}{r['async_decode_tok_s']:>14.1f}")
-    print(f"(prefill prompt: {results['callm'][0]['prefill']['prompt_tokens']} tokens with "
-          f"{len(TOOLS)} tools; decode: {args.max_tokens} tokens after a "
-          f"{results['callm'][0]['decode']['prompt_tokens']}-token prompt; best of "
-          f"{args.repeats})")
-    if not args.no_llama:
-        from callm.model_files import load_tokenizer  # the same prompts, as text
-
-        tok = load_tokenizer(args.model)
-        template = default_chat_template(tok, args.model)
-        peer = bench_llama_cpp(args, render_chat(tok, SHORT, chat_template=template),
-                               render_chat(tok, LONG, TOOLS, chat_template=template))
-        if peer:
-            results["llama.cpp"] = peer
-            print(f"{'llama.cpp ' + peer['version']:<22}{peer['threads']:>4}"
-                  f"{peer['decode_tok_s']:>14.1f}{'':>27}{1e3 * peer['ttft_s']:>9.1f}"
-                  f"{peer['prefill_tok_s']:>15.1f}   ({peer['prompt_tokens']} prompt tokens)")
-    for r in results["callm"]:
-        if "profile" in r:
-            print(f"\n--- cProfile, decode, dtype {r['dtype']} ---\n{r.pop('profile')}")
+    print(f"CPU capability {cpu_capability()}, bf16 flags {sorted(cpu_flags()) or 'none'}, "
+          f"torch {torch.__version__}")
+    results = {}
+    for model in args.models.split(","):
+        results[model] = bench_model(args, model)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+            json.dump(results, f, indent=2, default=str)
+
+
+def bench_model(args, model: str) -> dict:
+    configs = [c.split("/") for c in args.configs.split(",")]
+    rows = [bench_callm(args, model, d, q) for d, q in configs]
+    tokens = rows[0]["text_tokens"]
+    reference = reference_logits(model, tokens)
+    ref_ppl = perplexity(reference, tokens)
+    peer = None
+    if not args.no_llama:
+        tok = load_tokenizer(model)  # the same prompts, as text
+        template = default_chat_template(tok, model)
+        peer = bench_llama_cpp(args, model, render_chat(tok, SHORT, chat_template=template),
+                               render_chat(tok, LONG, TOOLS, chat_template=template))
+    print(f"\n== {model} ({resolve_model(model).name}) ==")
+    print(f"{'engine':<28}{'thr':>4}{'decode tok/s':>13}{'step ms':>8}{'fwd ms':>7}"
+          f"{'other':>6}{'TTFT ms':>8}{'prefill tok/s':>14}{'ppl %':>7}{'agree':>6}"
+          + ("   vs llama.cpp: decode prefill TTFT" if peer else ""))
+    for (requested_dtype, requested_q), r in zip(configs, rows):
+        d, f = r["decode"], r["prefill"]
+        name = f"callm {r['dtype']}/{r['quantization']}"
+        if "auto" in (requested_dtype, requested_q):
+            name += " (auto)"
+        ppl = 100 * (perplexity(r["logits"], tokens) / ref_ppl - 1)
+        agree = (r["logits"].argmax(-1) == reference.argmax(-1)).float().mean().item()
+        line = (f"{name:<28}{r['threads']:>4}{d['decode_tok_s']:>13.1f}{d['step_ms']:>8.2f}"
+                f"{d['forward_ms']:>7.2f}{d['overhead_ms']:>6.2f}{1e3 * f['ttft_s']:>8.1f}"
+                f"{f['prefill_tok_s']:>14.1f}{ppl:>+7.2f}{agree:>6.2f}")
+        if peer:
+            line += (f"   {d['decode_tok_s'] / peer['decode_tok_s']:>17.2f}x"
+                     f"{f['prefill_tok_s'] / peer['prefill_tok_s']:>7.2f}x"
+                     f"{peer['ttft_s'] / f['ttft_s']:>5.2f}x")
+        print(line)
+        if "async_decode_tok_s" in r:
+            print(f"{'  via AsyncLLMEngine':<32}{r['async_decode_tok_s']:>13.1f}")
+        r.update(ppl_delta_pct=ppl, greedy_agreement=agree)
+        del r["logits"], r["text_tokens"]
+    if peer:
+        print(f"{'llama.cpp ' + peer['version']:<28}{peer['threads']:>4}"
+              f"{peer['decode_tok_s']:>13.1f}{'':>21}{1e3 * peer['ttft_s']:>8.1f}"
+              f"{peer['prefill_tok_s']:>14.1f}   ({peer['prompt_tokens']} prompt tokens)")
+    print(f"(prefill prompt: {rows[0]['prefill']['prompt_tokens']} tokens with {len(TOOLS)} "
+          f"tools; decode: {args.max_tokens} tokens after a "
+          f"{rows[0]['decode']['prompt_tokens']}-token prompt; best of {args.repeats}; "
+          f"ppl %: perplexity change on a {len(tokens)}-token text against float32 unquantized "
+          f"(ppl {ref_ppl:.2f}), agree: its greedy tokens matched)")
+    for r in rows:
+        if "profile" in r:
+            print(f"\n--- cProfile, decode, {r['dtype']}/{r['quantization']} ---\n"
+                  f"{r.pop('profile')}")
+    return {"callm": rows, "llama.cpp": peer}
 
 
 if __name__ == "__main__":

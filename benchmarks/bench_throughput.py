@@ -1,9 +1,12 @@
 """Offline throughput: chat requests sharing a tool-laden system prompt, through callm and through
 HF transformers `generate` (batched, same model, dtype and token counts) in one run.
 
-Prints output tokens/s for both, their ratio, and callm's prefix-cache hit rate.
+Prints output tokens/s for both, their ratio, and callm's prefix-cache hit rate; callm runs once
+per `--quantizations` entry (default none and the GGUF's own class through auto; transformers
+computes with the dequantized weights either way).
 
     python benchmarks/bench_throughput.py [--requests 64] [--hf-batch 16] [--quick]
+        [--quantizations none,auto,int8,int4]
 """
 
 import argparse
@@ -80,23 +83,32 @@ def main() -> None:
     ap.add_argument("--hf-batch", type=int, default=16)
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
     ap.add_argument("--quick", action="store_true", help="16 requests")
+    ap.add_argument("--quantizations", default="none,auto")
     ap.add_argument("--no-hf", action="store_true")
     args = ap.parse_args()
     count = 16 if args.quick else args.requests
     conversations, lengths = make_requests(count)
-    llm = LLM(args.model, dtype=args.dtype, max_model_len=2048)
-    template = default_chat_template(llm.tokenizer)
-    prompts = [render_chat(llm.tokenizer, c, tools=TOOLS, chat_template=template)
-               for c in conversations]
-    prompt_tokens = [len(llm.tokenizer.encode(p, add_special_tokens=False)) for p in prompts]
-    run_callm(llm, conversations[:2], [8, 8])  # warm up (and fill the prefix cache a little)
-    seconds, tokens = run_callm(llm, conversations, lengths)
-    hits = llm.engine.block_manager.prefix_hit_rate
-    print(f"{count} chat requests, prompts {min(prompt_tokens)}-{max(prompt_tokens)} tokens "
-          f"(shared system prompt with {len(TOOLS)} tools), outputs {min(lengths)}-{max(lengths)} "
-          f"tokens, {args.dtype}, {torch.get_num_threads()} threads")
-    print(f"callm        {tokens / seconds:8.1f} output tok/s  ({tokens} tokens in {seconds:.1f} s, "
-          f"prefix-cache hit rate {hits:.0%})")
+    rates = {}
+    for quantization in args.quantizations.split(","):
+        llm = LLM(args.model, dtype=args.dtype, quantization=quantization, max_model_len=2048)
+        template = default_chat_template(llm.tokenizer)
+        prompts = [render_chat(llm.tokenizer, c, tools=TOOLS, chat_template=template)
+                   for c in conversations]
+        prompt_tokens = [len(llm.tokenizer.encode(p, add_special_tokens=False)) for p in prompts]
+        run_callm(llm, conversations[:2], [8, 8])  # warm up (and fill the prefix cache a little)
+        seconds, tokens = run_callm(llm, conversations, lengths)
+        hits = llm.engine.block_manager.prefix_hit_rate
+        if not rates:
+            print(f"{count} chat requests, prompts {min(prompt_tokens)}-{max(prompt_tokens)} "
+                  f"tokens (shared system prompt with {len(TOOLS)} tools), outputs "
+                  f"{min(lengths)}-{max(lengths)} tokens, {args.dtype}, "
+                  f"{torch.get_num_threads()} threads")
+        name = f"callm {quantization}" + (f"->{llm.engine.config.quantization}"
+                                          if quantization == "auto" else "")
+        rates[name] = tokens / seconds
+        print(f"{name:<20} {tokens / seconds:8.1f} output tok/s  ({tokens} tokens in "
+              f"{seconds:.1f} s, prefix-cache hit rate {hits:.0%})")
+        del llm
     if args.no_hf:
         return
     from transformers import AutoModelForCausalLM
@@ -107,9 +119,10 @@ def main() -> None:
                                                  dtype=dtype).eval()
     run_hf(model, llm.tokenizer, prompts[:2], [8, 8], 2)
     hf_seconds, hf_tokens = run_hf(model, llm.tokenizer, prompts, lengths, args.hf_batch)
-    print(f"transformers {hf_tokens / hf_seconds:8.1f} output tok/s  ({hf_tokens} tokens in "
-          f"{hf_seconds:.1f} s, generate() in batches of {args.hf_batch})")
-    print(f"ratio        {(tokens / seconds) / (hf_tokens / hf_seconds):8.2f}x  (goal >= 4x)")
+    print(f"{'transformers':<20} {hf_tokens / hf_seconds:8.1f} output tok/s  ({hf_tokens} "
+          f"tokens in {hf_seconds:.1f} s, generate() in batches of {args.hf_batch})")
+    for name, rate in rates.items():
+        print(f"ratio {name:<14} {rate / (hf_tokens / hf_seconds):8.2f}x  (goal >= 4x)")
 
 
 if __name__ == "__main__":

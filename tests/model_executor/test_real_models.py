@@ -22,7 +22,8 @@ def test_greedy_tokens_match_transformers(alias):
     path = resolve_model(alias)
     tokenizer = load_tokenizer(alias)
     prompts = [tokenizer.encode(p, add_special_tokens=False) for p in PROMPTS]
-    llm = LLM(alias, dtype="float32", max_model_len=512, kv_cache_memory=64 * 2**20)
+    llm = LLM(alias, dtype="float32", quantization="none", max_model_len=512,
+              kv_cache_memory=64 * 2**20)
     ours = [o.outputs[0].token_ids for o in llm.generate(
         prompts, SamplingParams(temperature=0, max_tokens=16, ignore_eos=True), use_tqdm=False)]
     hf = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,

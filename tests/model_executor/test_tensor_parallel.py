@@ -25,8 +25,9 @@ PROMPTS = ["Hello, my name is", "The capital of France is Paris, and the capital
            "def fibonacci(n):", "1, 2, 3, 4,", "Tool calling lets a model"]
 GREEDY = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True)
 # a small token budget: prompts prefill in chunks while others decode, in one batch
-ENGINE = dict(dtype="float32", kv_cache_memory=8 * 2**20, max_model_len=256,
-              max_num_batched_tokens=16)
+# (and unquantized: the embedded GGUF would otherwise be int4 wherever that decodes faster)
+ENGINE = dict(dtype="float32", quantization="none", kv_cache_memory=8 * 2**20,
+              max_model_len=256, max_num_batched_tokens=16)
 
 # name -> (architecture, config overrides)
 TINY = {
