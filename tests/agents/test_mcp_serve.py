@@ -375,3 +375,17 @@ def test_metrics_count_rounds_calls_latency_and_failures(served):
     assert grew("callm:tool_call_failures_total", tool="echo", **labels) == 0
     assert grew("callm:tool_call_latency_seconds_count", tool="echo", **labels) == 1
     assert grew("callm:tool_call_latency_seconds_sum", tool="echo", **labels) > 0
+
+
+def test_the_mcp_example(served, capsys):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "openai_mcp_tools.py"
+    spec = importlib.util.spec_from_file_location("openai_mcp_tools", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    whole, streamed, answer = module.main(f"{served.url}/v1", tool="echo", max_tokens=64)
+    assert executed(whole) and all(r["name"] == "echo" for r in streamed)
+    assert [r["output"] for r in streamed] == [r["output"] for r in executed(whole)]
+    assert answer == (whole.choices[0].message.content or "")
+    assert "ran calc.echo(" in capsys.readouterr().out
