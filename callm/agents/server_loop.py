@@ -75,8 +75,8 @@ def expand_mcp_tools(request: ChatCompletionRequest, mcp) -> tuple[ChatCompletio
             if conn.name != tool.server_label or (
                     tool.allowed_tools is not None and mcp_tool.name not in tool.allowed_tools):
                 continue
-            schema, _ = runners[name]
-            tools.append(ChatCompletionToolsParam(function=FunctionDefinition(**schema["function"])))
+            function = FunctionDefinition(**runners[name][0]["function"])
+            tools.append(ChatCompletionToolsParam(function=function))
             mcp_runners[name] = runners[name]
     if not tools:
         raise APIError("the mcp tools given list no tools", param="tools")

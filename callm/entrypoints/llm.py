@@ -159,10 +159,11 @@ class LLM:
         wrote after checking them against the signature; OpenAI tool dicts, run by
         `tool_callback(name, arguments) -> str`; and every tool of the `mcp_config` servers.
         A tool that raises, an unknown tool, arguments that do not fit or a call past the
-        `tool_limits` timeout become an error message the model reads as the tool result. `tool_choice` (as in `chat`, one or one
-        per conversation) holds for every turn, so "required" or a named function keep
-        calling until the rounds run out — unless `reset_tool_choice`, which makes every turn
-        after a round of tools "auto" (force the first call, then let the model answer).
+        `tool_limits` timeout become an error message the model reads as the tool result.
+        `tool_choice` (as in `chat`, one or one per conversation) holds for every turn, so
+        "required" or a named function keep calling until the rounds run out — unless
+        `reset_tool_choice`, which makes every turn after a round of tools "auto" (force the
+        first call, then let the model answer).
         Returns one `AgentResult` per conversation: `.content` (the final answer),
         `.messages` (the whole transcript), `.output`, `.rounds`, `.finish_reason`."""
         from callm.agents.tool_loop import run_tool_loop

@@ -147,7 +147,7 @@ def test_the_server_runs_the_call_then_the_model_answers(served):
     before = int(served.ctx.mcp.call("tallies", {})[0])
     r = ask(served, "tally", max_tool_rounds=1)
     records = executed(r)
-    assert int(served.ctx.mcp.call("tallies", {})[0]) == before + len(records) >= before + 1, json.dumps(records)
+    assert int(served.ctx.mcp.call("tallies", {})[0]) == before + len(records) >= before + 1
     for record in records:
         assert record["server_label"] == "calc" and record["name"] == "tally"
         assert record["round"] == 1 and not record["is_error"]

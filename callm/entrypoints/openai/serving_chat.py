@@ -246,7 +246,8 @@ def stream_error(e: Exception) -> str:
     """An error event inside an SSE stream (the status line has already gone out)."""
     message = e.message if isinstance(e, APIError) else str(e)
     kind = e.type if isinstance(e, APIError) else "server_error"
-    return f"data: {ErrorResponse(error=ErrorInfo(message=message, type=kind)).model_dump_json()}\n\n"
+    error = ErrorResponse(error=ErrorInfo(message=message, type=kind))
+    return f"data: {error.model_dump_json()}\n\n"
 
 
 def _is_json(text: str) -> bool:
