@@ -2,9 +2,10 @@
 against the same conversations run one by one, in one run, on the same model.
 
 Every conversation is forced to call a tool each turn (tool_choice "required") for `--rounds`
-rounds; the tool is I/O-bound (it sleeps `--tool-sleep` seconds, awaited). Prints agent-rounds
-per second both ways and their ratio, and how many engine steps ran while some tool was
-sleeping — the engine decoding other agents instead of idling on a tool.
+rounds; the tool is I/O-bound (it sleeps, awaited: `--tool-sleep` seconds on average, 0.4x to
+1.6x depending on the city, as real tools differ, so the agents fall out of step). Prints
+agent-rounds per second both ways and their ratio, and how many engine steps ran while some
+tool was sleeping — the engine decoding other agents instead of idling on a tool.
 
     python benchmarks/bench_agents.py [--agents 16] [--rounds 3] [--tool-sleep 0.2] [--quick]
 """
@@ -36,8 +37,8 @@ class SleepyTools:
         async def get_weather(city: Literal[tuple(CITIES)]) -> str:  # noqa: F821
             """Current weather in a city."""
             self.sleeping += 1
-            try:
-                await asyncio.sleep(self.sleep)
+            try:  # 0.4x, 0.8x, 1.2x or 1.6x --tool-sleep: 1x on average
+                await asyncio.sleep(self.sleep * (1 + CITIES.index(city) % 4) / 2.5)
             finally:
                 self.sleeping -= 1
             return f"18 degrees and cloudy in {city}"
