@@ -108,6 +108,7 @@ def main() -> None:
         rates[name] = tokens / seconds
         print(f"{name:<20} {tokens / seconds:8.1f} output tok/s  ({tokens} tokens in "
               f"{seconds:.1f} s, prefix-cache hit rate {hits:.0%})")
+        tokenizer = llm.tokenizer
         del llm
     if args.no_hf:
         return
@@ -117,12 +118,12 @@ def main() -> None:
     dtype = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
     model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
                                                  dtype=dtype).eval()
-    run_hf(model, llm.tokenizer, prompts[:2], [8, 8], 2)
-    hf_seconds, hf_tokens = run_hf(model, llm.tokenizer, prompts, lengths, args.hf_batch)
+    run_hf(model, tokenizer, prompts[:2], [8, 8], 2)
+    hf_seconds, hf_tokens = run_hf(model, tokenizer, prompts, lengths, args.hf_batch)
     print(f"{'transformers':<20} {hf_tokens / hf_seconds:8.1f} output tok/s  ({hf_tokens} "
           f"tokens in {hf_seconds:.1f} s, generate() in batches of {args.hf_batch})")
     for name, rate in rates.items():
-        print(f"ratio {name:<14} {rate / (hf_tokens / hf_seconds):8.2f}x  (goal >= 4x)")
+        print(f"ratio {name:<16}{rate / (hf_tokens / hf_seconds):8.2f}x  (goal >= 4x)")
 
 
 if __name__ == "__main__":

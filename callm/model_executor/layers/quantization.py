@@ -18,13 +18,11 @@ is one multiply, and the head is the largest matrix a small model multiplies per
 from __future__ import annotations
 
 import functools
-import logging
+import threading
 import time
 
 import torch
 from torch import nn
-
-logger = logging.getLogger(__name__)
 
 METHODS = ("auto", "none", "int8", "int4")
 GROUP_SIZE = 32  # int4: weights per scale/zero pair along the input features (GGUF's block)
@@ -104,18 +102,19 @@ def _unpack_int4(packed: torch.Tensor, n: int, k: int) -> torch.Tensor:
     return q.transpose(1, 2)  # [n / 64, 64, k]: a view, rows in order
 
 
-_SCRATCH: dict[tuple, torch.Tensor] = {}
+_SCRATCH = threading.local()
 
 
 def _scratch(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    """A buffer reused by every dequantization of this shape. A fresh tensor of tens of MB is
-    a fresh mmap from the allocator, and its page faults cost more than the arithmetic
-    (measured: 9 ms to convert an 8.7M-element weight into a new buffer, 0.2 ms into a used
-    one). The model runs one step at a time, so one buffer per shape is enough."""
+    """A buffer reused by every dequantization of this shape in this thread. A fresh tensor
+    of tens of MB is a fresh mmap from the allocator, and its page faults cost more than the
+    arithmetic (measured: 9 ms to convert an 8.7M-element weight into a new buffer, 0.2 ms
+    into a used one). A model runs one step at a time, so one buffer per shape is enough."""
+    buffers = _SCRATCH.__dict__.setdefault("buffers", {})
     key = (shape, dtype)
-    if key not in _SCRATCH:
-        _SCRATCH[key] = torch.empty(shape, dtype=dtype)
-    return _SCRATCH[key]
+    if key not in buffers:
+        buffers[key] = torch.empty(shape, dtype=dtype)
+    return buffers[key]
 
 
 @functools.cache
