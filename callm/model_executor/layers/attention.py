@@ -38,10 +38,12 @@ class TorchAttentionBackend:
                  scale: float) -> torch.Tensor:
         kv_heads, _, block_size, head_dim = key_cache.shape
         step = _step_inputs(meta, block_size, kv_heads, key_cache.dtype)
-        k, v = k.to(key_cache.dtype), v.to(value_cache.dtype)
+        dtype = key_cache.dtype  # (no-op casts skipped: each costs a dispatch per layer)
+        k = k if k.dtype == dtype else k.to(dtype)
+        v = v if v.dtype == dtype else v.to(dtype)
         key_cache[:, step.blocks, step.offsets] = k.transpose(0, 1)
         value_cache[:, step.blocks, step.offsets] = v.transpose(0, 1)
-        q = q.to(key_cache.dtype).view(q.shape[0], kv_heads, -1, head_dim)  # [T, kvh, group, D]
+        q = (q if q.dtype == dtype else q.to(dtype)).view(q.shape[0], kv_heads, -1, head_dim)
         plan = meta.plan
         shared_blocks = step.shared_blocks
         shared = shared_blocks * block_size

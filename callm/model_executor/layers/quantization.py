@@ -48,7 +48,7 @@ class Int8Weight:
         return self.q[index].to(self.dtype) * self.scale[index].to(self.dtype).unsqueeze(-1)
 
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.aten._weight_int8pack_mm(x.to(torch.bfloat16), self.q, self.scale)
+        return torch.ops.aten._weight_int8pack_mm(_bf16(x), self.q, self.scale)
 
 
 class Int4Weight:
@@ -88,7 +88,11 @@ class Int4Weight:
 
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.aten._weight_int4pack_mm_for_cpu(
-            x.to(torch.bfloat16), self.packed, GROUP_SIZE, self.scales_and_zeros)
+            _bf16(x), self.packed, GROUP_SIZE, self.scales_and_zeros)
+
+
+def _bf16(x: torch.Tensor) -> torch.Tensor:
+    return x if x.dtype == torch.bfloat16 else x.to(torch.bfloat16)
 
 
 def _unpack_int4(packed: torch.Tensor, n: int, k: int) -> torch.Tensor:
@@ -140,7 +144,9 @@ class QuantizedMatmul:
     def __call__(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         if x.shape[0] > self.dense_above and self._can_dense():
             return nn.functional.linear(x, self.weight.dense(), bias)
-        y = self.weight.matmul(x).to(x.dtype)
+        y = self.weight.matmul(x)
+        if y.dtype != x.dtype:  # (a Python check is cheaper than a no-op `to` dispatched)
+            y = y.to(x.dtype)
         return y + bias if bias is not None else y
 
     def _can_dense(self) -> bool:

@@ -37,15 +37,14 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("signed_sin", sin * scaling, persistent=False)
         self._last = (None, None, None)  # (positions, cos, sin): every layer of a step shares them
 
-    def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor):
-        """q: [T, heads, head_dim], k: [T, kv_heads, head_dim] -> rotated, in float32; both
-        in one rotation."""
+    def forward(self, positions: torch.Tensor, qk: torch.Tensor, heads: int):
+        """qk: [T, heads + kv_heads, head_dim], queries then keys -> (q, k) rotated, in
+        float32: both in one rotation."""
         last, cos, sin = self._last
         if positions is not last:
             cos = self.cos[positions].unsqueeze(1)
             sin = self.signed_sin[positions].unsqueeze(1)
             self._last = (positions, cos, sin)
-        heads = q.shape[1]
-        qk = torch.cat([q, k], dim=1).float()
+        qk = qk.float()
         qk = qk * cos + qk.roll(qk.shape[-1] // 2, dims=-1) * sin
         return qk[:, :heads], qk[:, heads:]

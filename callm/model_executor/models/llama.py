@@ -34,7 +34,8 @@ class LlamaAttention(nn.Module):
         self.o_proj = RowParallelLinear(  # the input features of this rank's query heads
             heads * head_dim, hidden, o_bias, dtype,
             shard=(self.qkv_proj.q_head_start * head_dim, self.qkv_proj.num_heads * head_dim))
-        self.split = self.qkv_proj.output_sizes
+        self.heads = self.qkv_proj.num_heads  # this rank's
+        self.qk_heads = self.heads + self.qkv_proj.num_kv_heads
         self.head_dim = head_dim
         self.q_norm = RMSNorm(head_dim, config.rms_norm_eps, dtype) if qk_norm else None
         self.k_norm = RMSNorm(head_dim, config.rms_norm_eps, dtype) if qk_norm else None
@@ -44,14 +45,14 @@ class LlamaAttention(nn.Module):
 
     def forward(self, positions: torch.Tensor, x: torch.Tensor,
                 meta: AttentionMetadata) -> torch.Tensor:
-        q, k, v = self.qkv_proj(x).split(self.split, dim=-1)
-        q = q.unflatten(-1, (-1, self.head_dim))
-        k = k.unflatten(-1, (-1, self.head_dim))
-        v = v.unflatten(-1, (-1, self.head_dim))
+        # q, k, v heads side by side: [T, heads + 2 kv_heads, D], split by views
+        qkv = self.qkv_proj(x).view(x.shape[0], -1, self.head_dim)
+        qk, v = qkv[:, :self.qk_heads], qkv[:, self.qk_heads:]
         if self.q_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
-        q, k = self.rotary(positions, q, k)
-        return self.o_proj(self.attn(q, k, v, meta).to(x.dtype))
+            qk = torch.cat([self.q_norm(qk[:, :self.heads]), self.k_norm(qk[:, self.heads:])], 1)
+        q, k = self.rotary(positions, qk, self.heads)
+        out = self.attn(q, k, v, meta)
+        return self.o_proj(out if out.dtype == x.dtype else out.to(x.dtype))
 
 
 class LlamaMLP(nn.Module):
