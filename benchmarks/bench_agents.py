@@ -78,12 +78,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of tools per agent")
     parser.add_argument("--tool-sleep", type=float, default=0.2, help="seconds per tool call")
     parser.add_argument("--max-tokens", type=int, default=48, help="per turn")
+    parser.add_argument("--quantization", default="auto", help="none, int8, int4 or auto")
     parser.add_argument("--quick", action="store_true", help="8 agents, 2 rounds")
     args = parser.parse_args()
     if args.quick:
         args.agents, args.rounds = 8, 2
 
-    llm = LLM(args.model, max_model_len=2048)
+    llm = LLM(args.model, quantization=args.quantization, max_model_len=2048)
     tools = SleepyTools(llm, args.tool_sleep)
     params = SamplingParams(temperature=0, max_tokens=args.max_tokens)
     convs = conversations(args.agents)
@@ -91,7 +92,8 @@ def main() -> None:
                   max_tool_rounds=1)  # warm-up: compile the grammar, touch the weights
 
     print(f"{args.agents} agents x {args.rounds} rounds of a tool sleeping {args.tool_sleep} s, "
-          f"{args.max_tokens} tokens per turn at most, model {args.model}")
+          f"{args.max_tokens} tokens per turn at most, model {args.model}, quantization "
+          f"{llm.engine.config.quantization}")
     figures = {}
     for name, batched in (("one by one", False), ("batched", True)):
         seconds, done, steps, while_sleeping, _ = run(llm, tools, convs, args.rounds, params,
