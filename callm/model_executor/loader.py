@@ -24,6 +24,7 @@ import json
 import os
 import re
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -180,8 +181,6 @@ def _load_gguf_config(path: Path):
 def _main_quant_type(reader) -> str:
     """The GGML type most of the layers' matrices are stored in ("Q4_K", "Q8_0", "F16", ...),
     which `--quantization auto` keeps the precision class of."""
-    from collections import Counter
-
     import gguf
 
     counts = Counter()

@@ -243,7 +243,8 @@ def quantize_model(model: nn.Module, method: str, dtype: torch.dtype) -> None:
     from callm.model_executor.layers.linear import ColumnParallelLinear, RowParallelLinear
     from callm.model_executor.layers.vocab_embedding import VocabParallelEmbedding
 
-    layers = [m for m in model.modules() if isinstance(m, (ColumnParallelLinear, RowParallelLinear))]
+    linear = (ColumnParallelLinear, RowParallelLinear)
+    layers = [m for m in model.modules() if isinstance(m, linear)]
     if not layers:
         return
     # one probe per weight kind, on the largest linear: where dense wins depends on the
@@ -252,7 +253,7 @@ def quantize_model(model: nn.Module, method: str, dtype: torch.dtype) -> None:
     dense_above = {kind: probe(kind, dtype, *largest)[0] for kind in {method, "int8"}}
     shared = {}  # a tied embedding and head quantize once
     for module in model.modules():
-        if module in layers:
+        if isinstance(module, linear):
             weight = make_weight(method, module.weight.data, dtype)
         elif isinstance(module, VocabParallelEmbedding):
             weight = shared.get(id(module.weight)) or Int8Weight(module.weight.data, dtype)
